@@ -1,0 +1,28 @@
+//! crossrank's engine: exact cross-encoder inference on CPU.
+//!
+//! Loads Hugging Face cross-encoders (BERT and XLM-RoBERTa sequence classifiers) from
+//! safetensors, tokenises pairs with the model's `tokenizer.json`, and runs them with packed
+//! tokens (no work on padding) on run-time-dispatched AVX-512 / AVX2 / portable kernels.
+//!
+//! ```no_run
+//! use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
+//! let model = CrossEncoder::load("models/minilm-l6-rerank".as_ref(), CrossEncoderOptions::default())?;
+//! let scores = model.predict(&[("what is rust", "Rust is a systems programming language.")])?;
+//! println!("{}", scores[0].score);
+//! # Ok::<(), crossrank_engine::EngineError>(())
+//! ```
+
+pub mod config;
+pub mod cross_encoder;
+pub mod error;
+pub mod kernels;
+pub mod models;
+pub mod resolve;
+pub mod tokenize;
+pub mod weights;
+
+pub use config::{Architecture, ModelConfig};
+pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction};
+pub use error::{EngineError, Result};
+pub use resolve::{hf_cache_dir, resolve_model};
+pub use tokenize::Encoded;

@@ -1,0 +1,380 @@
+//! The transformer encoder shared by BERT and XLM-RoBERTa, run on packed tokens.
+//!
+//! All tokens of all sequences of a batch form one `[tokens x hidden]` matrix, so every linear
+//! layer is one GEMM with no padding; attention runs per (sequence, head) on that sequence's
+//! rows only.
+
+use crate::config::{Activation, ModelConfig};
+use crate::error::Result;
+use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
+use crate::kernels::ops;
+use crate::weights::Weights;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Token-level inputs of a batch: sequences laid end to end.
+#[derive(Debug, Default, Clone)]
+pub struct PackedBatch {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Token type (segment) ids.
+    pub type_ids: Vec<u32>,
+    /// Position ids.
+    pub positions: Vec<u32>,
+    /// Start of each sequence, plus the total at the end (`len = sequences + 1`).
+    pub offsets: Vec<usize>,
+}
+
+impl PackedBatch {
+    /// Number of sequences.
+    pub fn sequences(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+    /// Number of tokens.
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.type_ids.clear();
+        self.positions.clear();
+        self.offsets.clear();
+    }
+}
+
+struct Layer {
+    qkv: PackedMatrix,
+    qkv_bias: Vec<f32>,
+    attn_out: PackedMatrix,
+    attn_out_bias: Vec<f32>,
+    ln1_gamma: Vec<f32>,
+    ln1_beta: Vec<f32>,
+    ffn_in: PackedMatrix,
+    ffn_in_bias: Vec<f32>,
+    ffn_out: PackedMatrix,
+    ffn_out_bias: Vec<f32>,
+    ln2_gamma: Vec<f32>,
+    ln2_beta: Vec<f32>,
+}
+
+/// Embeddings plus transformer layers.
+pub struct Encoder {
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    eps: f32,
+    activation: Activation,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    emb_gamma: Vec<f32>,
+    emb_beta: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// Reusable activation buffers.
+#[derive(Default)]
+pub struct Workspace {
+    /// Hidden states `[tokens x hidden]` after [`Encoder::forward`].
+    pub x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    inter: Vec<f32>,
+}
+
+#[derive(Default)]
+struct AttnScratch {
+    kt: PackedMatrix,
+    v: PackedMatrix,
+    scores: Vec<f32>,
+    out: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<AttnScratch> = RefCell::new(AttnScratch::default());
+}
+
+struct SyncPtr(*mut f32);
+// SAFETY: used only to write disjoint (row, column-range) cells from parallel tasks.
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+impl Encoder {
+    /// Loads the encoder's tensors, trying each name prefix in turn.
+    pub fn load(cfg: &ModelConfig, w: &Weights, prefixes: &[&str]) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let i = cfg.intermediate_size;
+        let get = |name: &str, shape: &[usize]| w.get_prefixed(prefixes, name, shape);
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("encoder.layer.{l}.");
+            let q = get(&format!("{p}attention.self.query.weight"), &[h, h])?;
+            let k = get(&format!("{p}attention.self.key.weight"), &[h, h])?;
+            let v = get(&format!("{p}attention.self.value.weight"), &[h, h])?;
+            let mut qkv_w = q;
+            qkv_w.extend_from_slice(&k);
+            qkv_w.extend_from_slice(&v);
+            let mut qkv_bias = get(&format!("{p}attention.self.query.bias"), &[h])?;
+            qkv_bias.extend(get(&format!("{p}attention.self.key.bias"), &[h])?);
+            qkv_bias.extend(get(&format!("{p}attention.self.value.bias"), &[h])?);
+            layers.push(Layer {
+                qkv: PackedMatrix::from_linear_weight(&qkv_w, 3 * h, h),
+                qkv_bias,
+                attn_out: PackedMatrix::from_linear_weight(
+                    &get(&format!("{p}attention.output.dense.weight"), &[h, h])?,
+                    h,
+                    h,
+                ),
+                attn_out_bias: get(&format!("{p}attention.output.dense.bias"), &[h])?,
+                ln1_gamma: get(&format!("{p}attention.output.LayerNorm.weight"), &[h])?,
+                ln1_beta: get(&format!("{p}attention.output.LayerNorm.bias"), &[h])?,
+                ffn_in: PackedMatrix::from_linear_weight(
+                    &get(&format!("{p}intermediate.dense.weight"), &[i, h])?,
+                    i,
+                    h,
+                ),
+                ffn_in_bias: get(&format!("{p}intermediate.dense.bias"), &[i])?,
+                ffn_out: PackedMatrix::from_linear_weight(
+                    &get(&format!("{p}output.dense.weight"), &[h, i])?,
+                    h,
+                    i,
+                ),
+                ffn_out_bias: get(&format!("{p}output.dense.bias"), &[h])?,
+                ln2_gamma: get(&format!("{p}output.LayerNorm.weight"), &[h])?,
+                ln2_beta: get(&format!("{p}output.LayerNorm.bias"), &[h])?,
+            });
+        }
+        Ok(Encoder {
+            hidden: h,
+            heads: cfg.num_heads,
+            inter: i,
+            eps: cfg.layer_norm_eps,
+            activation: cfg.activation,
+            word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            position: get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, h],
+            )?,
+            token_type: get(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, h],
+            )?,
+            emb_gamma: get("embeddings.LayerNorm.weight", &[h])?,
+            emb_beta: get("embeddings.LayerNorm.bias", &[h])?,
+            layers,
+        })
+    }
+
+    /// Hidden width.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Multiply-adds x2 per token of the linear layers (for FLOP accounting).
+    pub fn linear_flops_per_token(&self) -> f64 {
+        let h = self.hidden as f64;
+        let i = self.inter as f64;
+        self.layers.len() as f64 * 2.0 * (4.0 * h * h + 2.0 * h * i)
+    }
+
+    /// FLOPs of attention (QK^T and PV) for a sequence of `len` tokens.
+    pub fn attention_flops(&self, len: usize) -> f64 {
+        self.layers.len() as f64 * 4.0 * (len * len) as f64 * self.hidden as f64
+    }
+
+    /// Runs the encoder; the final hidden states are left in `ws.x`. Ids must be in range
+    /// (the caller checks them against the vocabulary).
+    pub fn forward(&self, batch: &PackedBatch, ws: &mut Workspace) {
+        let t = batch.tokens();
+        let h = self.hidden;
+        ws.x.resize(t * h, 0.0);
+        ws.qkv.resize(t * 3 * h, 0.0);
+        ws.ctx.resize(t * h, 0.0);
+        ws.inter.resize(t * self.inter, 0.0);
+
+        // Embeddings + LayerNorm, by rows in parallel.
+        ws.x.par_chunks_mut(h).enumerate().for_each(|(r, row)| {
+            let w = &self.word[batch.ids[r] as usize * h..][..h];
+            let p = &self.position[batch.positions[r] as usize * h..][..h];
+            let ty = &self.token_type[batch.type_ids[r] as usize * h..][..h];
+            for j in 0..h {
+                row[j] = w[j] + p[j] + ty[j];
+            }
+            ops::layer_norm(row, &self.emb_gamma, &self.emb_beta, self.eps);
+        });
+
+        let act = match self.activation {
+            Activation::Gelu => Epilogue::Gelu,
+            Activation::GeluTanh => Epilogue::GeluTanh,
+            Activation::Relu => Epilogue::Relu,
+        };
+        for layer in &self.layers {
+            Gemm {
+                a: &ws.x,
+                lda: h,
+                m: t,
+                b: &layer.qkv,
+                bias: Some(&layer.qkv_bias),
+                accumulate: false,
+                epilogue: Epilogue::None,
+            }
+            .run(&mut ws.qkv, 3 * h, true);
+            self.attention(batch, &ws.qkv, &mut ws.ctx);
+            Gemm {
+                a: &ws.ctx,
+                lda: h,
+                m: t,
+                b: &layer.attn_out,
+                bias: Some(&layer.attn_out_bias),
+                accumulate: true,
+                epilogue: Epilogue::LayerNorm {
+                    gamma: &layer.ln1_gamma,
+                    beta: &layer.ln1_beta,
+                    eps: self.eps,
+                },
+            }
+            .run(&mut ws.x, h, true);
+            Gemm {
+                a: &ws.x,
+                lda: h,
+                m: t,
+                b: &layer.ffn_in,
+                bias: Some(&layer.ffn_in_bias),
+                accumulate: false,
+                epilogue: act,
+            }
+            .run(&mut ws.inter, self.inter, true);
+            Gemm {
+                a: &ws.inter,
+                lda: self.inter,
+                m: t,
+                b: &layer.ffn_out,
+                bias: Some(&layer.ffn_out_bias),
+                accumulate: true,
+                epilogue: Epilogue::LayerNorm {
+                    gamma: &layer.ln2_gamma,
+                    beta: &layer.ln2_beta,
+                    eps: self.eps,
+                },
+            }
+            .run(&mut ws.x, h, true);
+        }
+    }
+
+    /// Scaled dot-product attention per (sequence, head); no mask is needed since no token is
+    /// padding.
+    fn attention(&self, batch: &PackedBatch, qkv: &[f32], ctx: &mut [f32]) {
+        let h = self.hidden;
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut tasks: Vec<(usize, usize)> = (0..batch.sequences())
+            .flat_map(|s| (0..self.heads).map(move |hd| (s, hd)))
+            .collect();
+        // Longest first, for balance.
+        tasks.sort_by_key(|&(s, _)| std::cmp::Reverse(batch.offsets[s + 1] - batch.offsets[s]));
+        let out = SyncPtr(ctx.as_mut_ptr());
+        let out = &out;
+        let ctx_len = ctx.len();
+        tasks.par_iter().for_each(|&(s, hd)| {
+            let start = batch.offsets[s];
+            let len = batch.offsets[s + 1] - start;
+            SCRATCH.with(|cell| {
+                let mut sc = cell.borrow_mut();
+                let sc = &mut *sc;
+                let row = |r: usize| (start + r) * 3 * h;
+                sc.kt
+                    .pack_with(d, len, |c, key| qkv[row(key) + h + hd * d + c]);
+                sc.v.pack_with(len, d, |key, c| qkv[row(key) + 2 * h + hd * d + c]);
+                let ld = len.div_ceil(32) * 32;
+                sc.scores.resize(len * ld, 0.0);
+                Gemm {
+                    a: &qkv[row(0) + hd * d..],
+                    lda: 3 * h,
+                    m: len,
+                    b: &sc.kt,
+                    bias: None,
+                    accumulate: false,
+                    epilogue: Epilogue::None,
+                }
+                .run(&mut sc.scores, ld, false);
+                for r in 0..len {
+                    ops::softmax(&mut sc.scores[r * ld..r * ld + len], scale);
+                }
+                sc.out.resize(len * d, 0.0);
+                Gemm {
+                    a: &sc.scores,
+                    lda: ld,
+                    m: len,
+                    b: &sc.v,
+                    bias: None,
+                    accumulate: false,
+                    epilogue: Epilogue::None,
+                }
+                .run(&mut sc.out, d, false);
+                for r in 0..len {
+                    let dst = (start + r) * h + hd * d;
+                    assert!(dst + d <= ctx_len);
+                    // SAFETY: in bounds (asserted); each (row, head) cell belongs to one task.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            sc.out.as_ptr().add(r * d),
+                            out.0.add(dst),
+                            d,
+                        );
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// The classification head: `logits = W2 * tanh(W1 * h_first + b1) + b2` on each sequence's
+/// first token (BERT's pooler + classifier, XLM-R's dense + out_proj).
+pub struct ClassifierHead {
+    hidden: usize,
+    labels: usize,
+    dense_w: Vec<f32>,
+    dense_b: Vec<f32>,
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+}
+
+impl ClassifierHead {
+    /// Loads the head from the given tensor names.
+    pub fn load(cfg: &ModelConfig, w: &Weights, dense: &str, out: &str) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let l = cfg.num_labels;
+        Ok(ClassifierHead {
+            hidden: h,
+            labels: l,
+            dense_w: w.get(&format!("{dense}.weight"), &[h, h])?,
+            dense_b: w.get(&format!("{dense}.bias"), &[h])?,
+            out_w: w.get(&format!("{out}.weight"), &[l, h])?,
+            out_b: w.get(&format!("{out}.bias"), &[l])?,
+        })
+    }
+
+    /// Logits of every sequence of `batch` from the hidden states `x`.
+    pub fn logits(&self, batch: &PackedBatch, x: &[f32]) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        (0..batch.sequences())
+            .map(|s| {
+                let cls = &x[batch.offsets[s] * h..][..h];
+                let pooled: Vec<f32> = (0..h)
+                    .map(|j| {
+                        let w = &self.dense_w[j * h..][..h];
+                        let dot: f32 = w.iter().zip(cls).map(|(a, b)| a * b).sum();
+                        (dot + self.dense_b[j]).tanh()
+                    })
+                    .collect();
+                (0..self.labels)
+                    .map(|l| {
+                        let w = &self.out_w[l * h..][..h];
+                        w.iter().zip(&pooled).map(|(a, b)| a * b).sum::<f32>() + self.out_b[l]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,112 @@
+//! Pair tokenisation with the model's own `tokenizer.json`, matching the reference exactly:
+//! baked-in padding and truncation are replaced by longest-first truncation to `max_length`,
+//! and the pair template is applied even when a text is empty.
+
+use crate::error::{EngineError, Result};
+use std::path::{Path, PathBuf};
+use tokenizers::{
+    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+/// One tokenised (query, passage) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Segment ids (0 for the query part, 1 for the passage part, where the template says so).
+    pub type_ids: Vec<u32>,
+}
+
+/// A tokenizer configured for cross-encoder pairs.
+pub struct PairTokenizer {
+    inner: Tokenizer,
+    path: PathBuf,
+    max_length: usize,
+}
+
+impl PairTokenizer {
+    /// Loads `tokenizer.json` and sets truncation to `max_length` tokens per pair.
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        let err = |message: String| EngineError::Tokenizer {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| err(e.to_string()))?;
+        Ok(PairTokenizer {
+            inner,
+            path: path.to_path_buf(),
+            max_length,
+        })
+    }
+
+    /// The truncation length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Size of the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Tokenises pairs (in parallel on the current rayon pool).
+    pub fn encode_pairs<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+    ) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = pairs
+            .iter()
+            .map(|(q, p)| EncodeInput::Dual(q.as_ref().into(), p.as_ref().into()))
+            .collect();
+        let encs = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(encs
+            .into_iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// Tokenises single texts (no pair template), truncated to `max_length`.
+    pub fn encode_texts<T: AsRef<str>>(&self, texts: &[T]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = texts
+            .iter()
+            .map(|t| EncodeInput::Single(t.as_ref().into()))
+            .collect();
+        let encs = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(encs
+            .into_iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+            })
+            .collect())
+    }
+
+    /// The underlying `tokenizers` object.
+    pub fn inner(&self) -> &Tokenizer {
+        &self.inner
+    }
+}
