@@ -1,1 +1,44 @@
-fn main() {}
+//! The `crossrank` command line.
+
+mod commands;
+mod input;
+mod model_spec;
+
+use clap::{Parser, Subcommand};
+
+/// Cross-encoder reranking on CPU, with the reference implementation's exact scores.
+#[derive(Parser)]
+#[command(name = "crossrank", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score (query, passage) pairs from a JSONL file, one JSON line out per pair (CrossEncoder.predict).
+    Score(commands::score::Args),
+    /// Rank documents (one per line, or JSONL with a "text" field) against a query.
+    Rerank(commands::rerank::Args),
+    /// List the default model, models in the Hugging Face cache, and the given ones.
+    Models(commands::models::Args),
+    /// Time whole rerank requests of a workload file and report latency and throughput.
+    Bench(commands::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(a) => commands::score::run(a),
+        Command::Rerank(a) => commands::rerank::run(a),
+        Command::Models(a) => commands::models::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -143,7 +143,7 @@ impl ModelConfig {
         };
         if raw.hidden_size == 0
             || raw.num_attention_heads == 0
-            || raw.hidden_size % raw.num_attention_heads != 0
+            || !raw.hidden_size.is_multiple_of(raw.num_attention_heads)
         {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",

@@ -1,0 +1,98 @@
+//! `crossrank bench`: latency of whole rerank requests (tokenisation included).
+
+use crate::input::{jsonl_objects, read_source, string_field};
+use crate::model_spec::ModelArgs;
+use anyhow::{bail, Result};
+use std::time::Instant;
+
+/// Arguments of `bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Workload: JSONL of {"query", "passage"}; the whole file is one request.
+    #[arg(long)]
+    pub workload: String,
+    /// Timed requests.
+    #[arg(long, default_value_t = 20)]
+    pub repeat: usize,
+    /// Untimed requests first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// CPU clock in GHz for the FP32 peak (default: /proc/cpuinfo's "cpu MHz").
+    #[arg(long)]
+    pub clock_ghz: Option<f64>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn cpu_clock_ghz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    Some(mhz / 1000.0)
+}
+
+/// FP32 FLOP per cycle per core of the kernels' instruction set (two FMA pipes).
+fn flop_per_cycle() -> f64 {
+    match crossrank_engine::kernels::isa() {
+        crossrank_engine::kernels::Isa::Avx512 => 64.0,
+        crossrank_engine::kernels::Isa::Avx2 => 32.0,
+        crossrank_engine::kernels::Isa::Portable => 16.0,
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let (name, text) = read_source(Some(&args.workload))?;
+    let objs = jsonl_objects(&name, &text)?;
+    let mut pairs = Vec::new();
+    for (line, obj) in &objs {
+        pairs.push((string_field(&name, *line, obj, "query")?, string_field(&name, *line, obj, "passage")?));
+    }
+    if pairs.is_empty() || args.repeat == 0 {
+        bail!("{name}: nothing to time (empty workload or --repeat 0)");
+    }
+    let model = args.model.load()?;
+    let lengths: Vec<usize> = model.tokenize(&pairs)?.iter().map(|e| e.ids.len()).collect();
+    let tokens: usize = lengths.iter().sum();
+    let flops = model.flops(&lengths);
+    for _ in 0..args.warmup {
+        model.predict(&pairs)?;
+    }
+    let mut ms = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let t = Instant::now();
+        std::hint::black_box(model.predict(&pairs)?);
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let median = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
+    let p95 = ms[((0.95 * (ms.len() - 1) as f64).round() as usize).min(ms.len() - 1)];
+    let clock = args.clock_ghz.or_else(cpu_clock_ghz).unwrap_or(2.5);
+    let threads = model.threads();
+    let peak = threads as f64 * flop_per_cycle() * clock;
+    let gflops = flops / 1e9 / (median / 1000.0);
+    let report = serde_json::json!({
+        "engine": "crossrank", "model": model.dir().display().to_string(), "workload": name,
+        "isa": crossrank_engine::kernels::isa().name(), "threads": threads, "pairs": pairs.len(),
+        "tokens": tokens, "gflop_per_request": flops / 1e9, "repeat": args.repeat,
+        "median_ms": median, "p95_ms": p95, "pairs_per_s": pairs.len() as f64 / (median / 1000.0),
+        "tokens_per_s": tokens as f64 / (median / 1000.0), "gflop_per_s": gflops,
+        "clock_ghz": clock, "peak_gflop_per_s": peak, "fraction_of_peak": gflops / peak,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("workload   {name}: {} pairs, {tokens} tokens, {:.1} GFLOP per request", pairs.len(), flops / 1e9);
+        println!("engine     crossrank fp32, {} kernels, {threads} thread(s)", crossrank_engine::kernels::isa().name());
+        println!("latency    median {median:.1} ms, p95 {p95:.1} ms over {} requests", args.repeat);
+        println!("throughput {:.1} pairs/s, {:.0} tokens/s", pairs.len() as f64 / (median / 1000.0), tokens as f64 / (median / 1000.0));
+        println!(
+            "compute    {gflops:.1} GFLOP/s = {:.1}% of FP32 peak ({peak:.0} GFLOP/s = {threads} x {} FLOP/cycle x {clock:.2} GHz assumed)",
+            100.0 * gflops / peak,
+            flop_per_cycle()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `crossrank rerank`: rank documents against one query.
+
+use crate::input::{jsonl_objects, read_source, string_field};
+use crate::model_spec::ModelArgs;
+use anyhow::{bail, Result};
+use crossrank_rank::{LocalReranker, Reranker};
+use std::io::{BufWriter, Write};
+
+/// Arguments of `rerank`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The query.
+    #[arg(long, short)]
+    pub query: String,
+    /// Documents: one per line, or JSONL objects with a "text" field (default: stdin).
+    #[arg(long, short)]
+    pub input: Option<String>,
+    /// Keep only the best N.
+    #[arg(long)]
+    pub top_n: Option<usize>,
+    /// Print {"results": [{"index", "score", "text"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Documents from text: JSONL with "text" if the first non-blank line is a JSON object, else
+/// one document per non-blank line.
+fn documents(name: &str, text: &str) -> Result<Vec<String>> {
+    let first = text.lines().find(|l| !l.trim().is_empty());
+    let jsonl = first.is_some_and(|l| {
+        l.trim_start().starts_with('{') && serde_json::from_str::<serde_json::Value>(l).is_ok()
+    });
+    if jsonl {
+        jsonl_objects(name, text)?
+            .iter()
+            .map(|(line, obj)| string_field(name, *line, obj, "text").map(str::to_string))
+            .collect()
+    } else {
+        Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let (name, text) = read_source(args.input.as_deref())?;
+    let docs = documents(&name, &text)?;
+    if docs.is_empty() {
+        bail!("{name}: no documents to rank");
+    }
+    let reranker = LocalReranker::new(args.model.load()?);
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let ranked = reranker.rerank(&args.query, &refs, args.top_n)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if args.json {
+        let results: Vec<_> = ranked
+            .iter()
+            .map(|r| serde_json::json!({"index": r.index, "score": r.score, "text": docs[r.index]}))
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "results": results }))?;
+    } else {
+        writeln!(out, "rank\tscore\tindex\ttext")?;
+        for (rank, r) in ranked.iter().enumerate() {
+            let mut t: String = docs[r.index].chars().take(100).collect();
+            if t.len() < docs[r.index].len() {
+                t.push('…');
+            }
+            writeln!(out, "{}\t{:.4}\t{}\t{}", rank + 1, r.score, r.index, t)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

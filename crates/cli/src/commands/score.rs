@@ -1,0 +1,42 @@
+//! `crossrank score`: CrossEncoder.predict over a JSONL file of pairs.
+
+use crate::input::{jsonl_objects, read_source, string_field};
+use crate::model_spec::ModelArgs;
+use anyhow::Result;
+use std::io::{BufWriter, Write};
+
+/// Arguments of `score`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSONL file of {"query", "passage"} objects ("-" for stdin).
+    #[arg(long)]
+    pub pairs: String,
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let (name, text) = read_source(Some(&args.pairs))?;
+    let objs = jsonl_objects(&name, &text)?;
+    let mut pairs = Vec::with_capacity(objs.len());
+    for (line, obj) in &objs {
+        pairs.push((
+            string_field(&name, *line, obj, "query")?,
+            string_field(&name, *line, obj, "passage")?,
+        ));
+    }
+    let model = args.model.load()?;
+    let preds = model.predict(&pairs)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for p in preds {
+        let line = if p.logits.len() == 1 {
+            serde_json::json!({"logit": p.logits[0], "score": p.score})
+        } else {
+            serde_json::json!({"logits": p.logits, "score": p.score})
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Which model a command runs: `--model` (directory or hub id) or the default shipped with
+//! crossrank.
+
+use anyhow::{Context, Result};
+use clap::Args as ClapArgs;
+use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
+use std::path::PathBuf;
+
+/// Name of the default model directory.
+pub const DEFAULT_MODEL: &str = "minilm-l6-rerank";
+
+/// Model options shared by the commands that run a model.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model directory or Hugging Face hub id (org/name); default: the bundled minilm-l6-rerank.
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Truncate each pair to this many tokens (default: min(512, the model's positions)).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Most pairs per forward pass (default: as many as fit 16,384 tokens).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+}
+
+/// Where the default model is: `$CROSSRANK_DEFAULT_MODEL`, beside the executable, or in the
+/// source tree the binary was built from.
+pub fn default_model_dir() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CROSSRANK_DEFAULT_MODEL") {
+        return Some(PathBuf::from(p));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("models").join(DEFAULT_MODEL));
+            candidates.push(dir.join("../share/crossrank/models").join(DEFAULT_MODEL));
+            // target/{debug,release}/crossrank in a checkout
+            candidates.push(dir.join("../../models").join(DEFAULT_MODEL));
+        }
+    }
+    candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")).join(DEFAULT_MODEL));
+    candidates.into_iter().find(|p| p.join("config.json").is_file())
+}
+
+impl ModelArgs {
+    /// The model directory these arguments name.
+    pub fn dir(&self) -> Result<PathBuf> {
+        match &self.model {
+            Some(spec) => Ok(resolve_model(spec)?),
+            None => default_model_dir().context(
+                "the default model (models/minilm-l6-rerank) was not found beside the executable or in the source tree; set CROSSRANK_DEFAULT_MODEL or pass --model DIR",
+            ),
+        }
+    }
+
+    /// Loads the model.
+    pub fn load(&self) -> Result<CrossEncoder> {
+        let dir = self.dir()?;
+        let options = CrossEncoderOptions {
+            max_length: self.max_length,
+            threads: self.threads,
+            max_batch_pairs: self.batch_size,
+            ..Default::default()
+        };
+        CrossEncoder::load(&dir, options).with_context(|| format!("loading model {}", dir.display()))
+    }
+}
