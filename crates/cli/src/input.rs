@@ -8,27 +8,33 @@ pub fn read_source(path: Option<&str>) -> Result<(String, String)> {
     match path {
         None | Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
             Ok(("<stdin>".into(), s))
         }
         Some(p) => {
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {p}"))?;
-            let s = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{p}: not UTF-8 text ({e})"))?;
+            let s = String::from_utf8(bytes)
+                .map_err(|e| anyhow::anyhow!("{p}: not UTF-8 text ({e})"))?;
             Ok((p.to_string(), s))
         }
     }
 }
 
 /// Parses one JSON object per non-blank line; `(line number, object)`.
-pub fn jsonl_objects(name: &str, text: &str) -> Result<Vec<(usize, serde_json::Map<String, serde_json::Value>)>> {
+pub fn jsonl_objects(
+    name: &str,
+    text: &str,
+) -> Result<Vec<(usize, serde_json::Map<String, serde_json::Value>)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{name}:{n}: invalid JSON: {e}"))?;
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{name}:{n}: invalid JSON: {e}"))?;
         match v {
             serde_json::Value::Object(m) => out.push((n, m)),
             _ => bail!("{name}:{n}: expected a JSON object"),
@@ -46,7 +52,10 @@ pub fn string_field<'a>(
 ) -> Result<&'a str> {
     match obj.get(field) {
         Some(serde_json::Value::String(s)) => Ok(s),
-        Some(other) => bail!("{name}:{line}: field \"{field}\" must be a string, found {}", kind(other)),
+        Some(other) => bail!(
+            "{name}:{line}: field \"{field}\" must be a string, found {}",
+            kind(other)
+        ),
         None => bail!("{name}:{line}: missing field \"{field}\""),
     }
 }

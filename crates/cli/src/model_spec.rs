@@ -41,8 +41,12 @@ pub fn default_model_dir() -> Option<PathBuf> {
             candidates.push(dir.join("../../models").join(DEFAULT_MODEL));
         }
     }
-    candidates.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")).join(DEFAULT_MODEL));
-    candidates.into_iter().find(|p| p.join("config.json").is_file())
+    candidates.push(
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models")).join(DEFAULT_MODEL),
+    );
+    candidates
+        .into_iter()
+        .find(|p| p.join("config.json").is_file())
 }
 
 impl ModelArgs {
@@ -65,6 +69,7 @@ impl ModelArgs {
             max_batch_pairs: self.batch_size,
             ..Default::default()
         };
-        CrossEncoder::load(&dir, options).with_context(|| format!("loading model {}", dir.display()))
+        CrossEncoder::load(&dir, options)
+            .with_context(|| format!("loading model {}", dir.display()))
     }
 }

@@ -17,8 +17,14 @@ fn repo() -> PathBuf {
 
 fn crossrank(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossrank"));
-    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.env("HF_HUB_OFFLINE", "1").env("HF_HOME", std::env::temp_dir().join("crossrank-empty-hf-home"));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env("HF_HUB_OFFLINE", "1").env(
+        "HF_HOME",
+        std::env::temp_dir().join("crossrank-empty-hf-home"),
+    );
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -30,7 +36,12 @@ fn crossrank(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -38,7 +49,11 @@ fn stdout(o: &Output) -> String {
 fn fails(args: &[&str], stdin: Option<&str>) -> String {
     let o = crossrank(args, stdin, &[]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "expected exit 1 for {args:?}; stderr: {err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "expected exit 1 for {args:?}; stderr: {err}"
+    );
     assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
     err
 }
@@ -51,7 +66,11 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn fixture_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// A JSONL pairs file from fixture rows.
@@ -59,14 +78,18 @@ fn pairs_file(dir: &Path, rows: &[Value]) -> PathBuf {
     let p = dir.join("pairs.jsonl");
     let text: String = rows
         .iter()
-        .map(|r| serde_json::json!({"query": r["query"], "passage": r["passage"]}).to_string() + "\n")
+        .map(|r| {
+            serde_json::json!({"query": r["query"], "passage": r["passage"]}).to_string() + "\n"
+        })
         .collect();
     std::fs::write(&p, text).unwrap();
     p
 }
 
 fn score_lines(out: &str) -> Vec<Value> {
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -75,7 +98,11 @@ fn score_default_model_matches_reference_in_input_order() {
     let dir = temp_dir("score");
     let file = pairs_file(&dir, &rows);
     // No --model: the default model bundled in the repository.
-    let out = score_lines(&stdout(&crossrank(&["score", "--pairs", file.to_str().unwrap()], None, &[])));
+    let out = score_lines(&stdout(&crossrank(
+        &["score", "--pairs", file.to_str().unwrap()],
+        None,
+        &[],
+    )));
     assert_eq!(out.len(), rows.len());
     for (i, (o, r)) in out.iter().zip(&rows).enumerate() {
         let d = (o["logit"].as_f64().unwrap() - r["logit"].as_f64().unwrap()).abs();
@@ -91,7 +118,15 @@ fn score_two_labels_prints_both_logits() {
     let dir = temp_dir("score2");
     let file = pairs_file(&dir, &rows);
     let out = score_lines(&stdout(&crossrank(
-        &["score", "--model", fx.to_str().unwrap(), "--pairs", file.to_str().unwrap(), "--batch-size", "3"],
+        &[
+            "score",
+            "--model",
+            fx.to_str().unwrap(),
+            "--pairs",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "3",
+        ],
         None,
         &[],
     )));
@@ -116,7 +151,11 @@ fn every_kernel_isa_matches_reference() {
     let subset: Vec<Value> = rows.iter().step_by(5).cloned().collect();
     let file = pairs_file(&dir, &subset);
     for isa in ["avx2", "portable"] {
-        let out = score_lines(&stdout(&crossrank(&["score", "--pairs", file.to_str().unwrap()], None, &[("CROSSRANK_ISA", isa)])));
+        let out = score_lines(&stdout(&crossrank(
+            &["score", "--pairs", file.to_str().unwrap()],
+            None,
+            &[("CROSSRANK_ISA", isa)],
+        )));
         for (o, r) in out.iter().zip(&subset) {
             let d = (o["logit"].as_f64().unwrap() - r["logit"].as_f64().unwrap()).abs();
             assert!(d <= 1e-4, "{isa}: logit off by {d}");
@@ -128,16 +167,31 @@ fn every_kernel_isa_matches_reference() {
 fn rerank_orders_like_the_reference() {
     let rows = fixture_rows(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
     let query = rows[0]["query"].as_str().unwrap();
-    let same: Vec<&Value> = rows.iter().filter(|r| r["query"] == rows[0]["query"]).collect();
-    assert!(same.len() >= 3, "fixture has several passages for the first query");
+    let same: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["query"] == rows[0]["query"])
+        .collect();
+    assert!(
+        same.len() >= 3,
+        "fixture has several passages for the first query"
+    );
     let input: String = same
         .iter()
         .map(|r| serde_json::json!({"text": r["passage"], "id": "x"}).to_string() + "\n")
         .collect();
-    let out: Value = serde_json::from_str(&stdout(&crossrank(&["rerank", "--query", query, "--json"], Some(&input), &[]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&crossrank(
+        &["rerank", "--query", query, "--json"],
+        Some(&input),
+        &[],
+    )))
+    .unwrap();
     let results = out["results"].as_array().unwrap();
     assert_eq!(results.len(), same.len());
-    let mut want: Vec<(usize, f64)> = same.iter().enumerate().map(|(i, r)| (i, r["score"].as_f64().unwrap())).collect();
+    let mut want: Vec<(usize, f64)> = same
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i, r["score"].as_f64().unwrap()))
+        .collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     for (res, (idx, score)) in results.iter().zip(&want) {
         assert_eq!(res["index"].as_u64().unwrap() as usize, *idx);
@@ -150,17 +204,33 @@ fn rerank_orders_like_the_reference() {
 fn rerank_plain_lines_from_file_with_top_n() {
     let docs = repo().join("examples/docs.txt");
     let out: Value = serde_json::from_str(&stdout(&crossrank(
-        &["rerank", "-q", "where is the largest coral reef?", "-i", docs.to_str().unwrap(), "--top-n", "2", "--json"],
+        &[
+            "rerank",
+            "-q",
+            "where is the largest coral reef?",
+            "-i",
+            docs.to_str().unwrap(),
+            "--top-n",
+            "2",
+            "--json",
+        ],
         None,
         &[],
     )))
     .unwrap();
     let results = out["results"].as_array().unwrap();
     assert_eq!(results.len(), 2);
-    assert!(results[0]["text"].as_str().unwrap().contains("Great Barrier Reef"));
+    assert!(results[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Great Barrier Reef"));
     assert!(results[0]["score"].as_f64().unwrap() > results[1]["score"].as_f64().unwrap());
     // Human output: a header and one line per document.
-    let text = stdout(&crossrank(&["rerank", "-q", "coral reef", "-i", docs.to_str().unwrap()], None, &[]));
+    let text = stdout(&crossrank(
+        &["rerank", "-q", "coral reef", "-i", docs.to_str().unwrap()],
+        None,
+        &[],
+    ));
     assert_eq!(text.lines().count(), 1 + 8);
     assert!(text.lines().nth(1).unwrap().contains("Great Barrier Reef"));
 }
@@ -168,7 +238,12 @@ fn rerank_plain_lines_from_file_with_top_n() {
 #[test]
 fn models_lists_default_and_given() {
     let tiny = shared().join("fixtures/tiny-xlmr");
-    let out: Value = serde_json::from_str(&stdout(&crossrank(&["models", "--json", "-m", tiny.to_str().unwrap()], None, &[]))).unwrap();
+    let out: Value = serde_json::from_str(&stdout(&crossrank(
+        &["models", "--json", "-m", tiny.to_str().unwrap()],
+        None,
+        &[],
+    )))
+    .unwrap();
     let models = out["models"].as_array().unwrap();
     assert_eq!(models[0]["source"], "default");
     assert_eq!(models[0]["architecture"], "Bert");
@@ -186,23 +261,46 @@ fn bad_inputs_fail_with_messages_naming_the_problem() {
     let okp = ok.to_str().unwrap();
 
     let err = fails(&["score", "--pairs", "/no/such/file.jsonl"], None);
-    assert!(err.contains("/no/such/file.jsonl") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("/no/such/file.jsonl") && err.contains("No such file"),
+        "{err}"
+    );
 
     let bad = dir.join("bad.jsonl");
-    std::fs::write(&bad, "{\"query\": \"q\", \"passage\": \"p\"}\n{\"query\": oops}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"query\": \"q\", \"passage\": \"p\"}\n{\"query\": oops}\n",
+    )
+    .unwrap();
     let err = fails(&["score", "--pairs", bad.to_str().unwrap()], None);
-    assert!(err.contains("bad.jsonl:2") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
-    std::fs::write(&bad, "{\"query\": \"q\", \"passage\": \"p\"}\n\n{\"query\": \"q\"}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"query\": \"q\", \"passage\": \"p\"}\n\n{\"query\": \"q\"}\n",
+    )
+    .unwrap();
     let err = fails(&["score", "--pairs", bad.to_str().unwrap()], None);
-    assert!(err.contains("bad.jsonl:3") && err.contains("missing field \"passage\""), "{err}");
+    assert!(
+        err.contains("bad.jsonl:3") && err.contains("missing field \"passage\""),
+        "{err}"
+    );
 
     std::fs::write(&bad, "{\"query\": 5, \"passage\": \"p\"}\n").unwrap();
     let err = fails(&["score", "--pairs", bad.to_str().unwrap()], None);
-    assert!(err.contains("bad.jsonl:1") && err.contains("\"query\" must be a string"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:1") && err.contains("\"query\" must be a string"),
+        "{err}"
+    );
 
     let err = fails(&["rerank", "-q", "x"], Some("{\"title\": \"no text\"}\n"));
-    assert!(err.contains("<stdin>:1") && err.contains("missing field \"text\""), "{err}");
+    assert!(
+        err.contains("<stdin>:1") && err.contains("missing field \"text\""),
+        "{err}"
+    );
 
     // Model directories broken in each way.
     let tiny = shared().join("fixtures/tiny-bert-1label");
@@ -214,13 +312,29 @@ fn bad_inputs_fail_with_messages_naming_the_problem() {
         }
         d
     };
-    let run = |d: &Path| fails(&["score", "--model", d.to_str().unwrap(), "--pairs", okp], None);
+    let run = |d: &Path| {
+        fails(
+            &["score", "--model", d.to_str().unwrap(), "--pairs", okp],
+            None,
+        )
+    };
 
     let d = model("arch");
-    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap().replace("BertForSequenceClassification", "T5ForConditionalGeneration").replace("\"bert\"", "\"t5\"");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace(
+            "BertForSequenceClassification",
+            "T5ForConditionalGeneration",
+        )
+        .replace("\"bert\"", "\"t5\"");
     std::fs::write(d.join("config.json"), cfg).unwrap();
     let err = run(&d);
-    assert!(err.contains("T5ForConditionalGeneration") && err.contains("model_type") && err.contains("t5"), "{err}");
+    assert!(
+        err.contains("T5ForConditionalGeneration")
+            && err.contains("model_type")
+            && err.contains("t5"),
+        "{err}"
+    );
 
     let d = model("notok");
     std::fs::remove_file(d.join("tokenizer.json")).unwrap();
@@ -231,26 +345,49 @@ fn bad_inputs_fail_with_messages_naming_the_problem() {
     let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
     std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let err = run(&d);
-    assert!(err.contains("model.safetensors") && err.contains("invalid safetensors"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("invalid safetensors"),
+        "{err}"
+    );
 
     let d = model("corrupt");
-    std::fs::write(d.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
+    std::fs::write(
+        d.join("model.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}",
+    )
+    .unwrap();
     let err = run(&d);
-    assert!(err.contains("model.safetensors") && err.contains("invalid safetensors"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("invalid safetensors"),
+        "{err}"
+    );
 
     let d = model("shape");
-    let cfg = std::fs::read_to_string(d.join("config.json")).unwrap().replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
+    let cfg = std::fs::read_to_string(d.join("config.json"))
+        .unwrap()
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
     std::fs::write(d.join("config.json"), cfg).unwrap();
     let err = run(&d);
-    assert!(err.contains("intermediate.dense.weight") && err.contains("[48, 32]") && err.contains("[64, 32]"), "{err}");
+    assert!(
+        err.contains("intermediate.dense.weight")
+            && err.contains("[48, 32]")
+            && err.contains("[64, 32]"),
+        "{err}"
+    );
 
     let d = model("noweights");
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
     let err = run(&d);
     assert!(err.contains("model.safetensors"), "{err}");
 
-    let err = fails(&["score", "--model", "some-org/not-cached", "--pairs", okp], None);
-    assert!(err.contains("models--some-org--not-cached") && err.contains("--model DIR"), "{err}");
+    let err = fails(
+        &["score", "--model", "some-org/not-cached", "--pairs", okp],
+        None,
+    );
+    assert!(
+        err.contains("models--some-org--not-cached") && err.contains("--model DIR"),
+        "{err}"
+    );
 
     let err = fails(&["score", "--max-length", "100000", "--pairs", okp], None);
     assert!(err.contains("max_length 100000"), "{err}");

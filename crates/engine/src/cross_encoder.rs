@@ -87,9 +87,11 @@ impl CrossEncoder {
         let usable = config.usable_positions();
         let max_length = match options.max_length {
             None => config.default_max_length(),
-            Some(n) if n < 4 || n > usable => return Err(EngineError::InvalidOption(format!(
+            Some(n) if n < 4 || n > usable => {
+                return Err(EngineError::InvalidOption(format!(
                 "max_length {n} is outside 4..={usable} (the model has {usable} usable positions)"
-            ))),
+            )))
+            }
             Some(n) => n,
         };
         let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;

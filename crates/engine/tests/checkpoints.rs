@@ -28,8 +28,16 @@ fn read_f32(path: &Path) -> Vec<(String, Vec<f32>, Vec<usize>)> {
         .into_iter()
         .map(|(name, v)| {
             let vals: Vec<f32> = match v.dtype() {
-                Dtype::F16 => v.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::F32 => v.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                Dtype::F16 => v
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::F32 => v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 d => panic!("unexpected {d:?}"),
             };
             (name, vals, v.shape().to_vec())
@@ -42,17 +50,27 @@ fn read_f32(path: &Path) -> Vec<(String, Vec<f32>, Vec<usize>)> {
 fn encode(vals: &[f32], dtype: Dtype) -> Vec<u8> {
     match dtype {
         Dtype::F32 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::F16 => vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        Dtype::BF16 => vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+        Dtype::F16 => vals
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        Dtype::BF16 => vals
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         _ => unreachable!(),
     }
 }
 
 fn write(path: &Path, tensors: &[(String, Vec<f32>, Vec<usize>)], dtype: Dtype) {
-    let bufs: Vec<(String, Vec<u8>, Vec<usize>)> =
-        tensors.iter().map(|(n, v, s)| (n.clone(), encode(v, dtype), s.clone())).collect();
-    let views: Vec<(String, TensorView)> =
-        bufs.iter().map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+    let bufs: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, v, s)| (n.clone(), encode(v, dtype), s.clone()))
+        .collect();
+    let views: Vec<(String, TensorView)> = bufs
+        .iter()
+        .map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
+        .collect();
     safetensors::serialize_to_file(views, &None, path).unwrap();
 }
 
@@ -63,17 +81,26 @@ fn copy_configs(from: &Path, to: &Path) {
 }
 
 fn logits(dir: &Path, pairs: &[(String, String)]) -> Vec<Vec<f32>> {
-    let m = CrossEncoder::load(dir, CrossEncoderOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-    m.predict(pairs).unwrap().into_iter().map(|p| p.logits).collect()
+    let m =
+        CrossEncoder::load(dir, CrossEncoderOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    m.predict(pairs)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.logits)
+        .collect()
 }
 
 fn sample_pairs() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(shared().join("fixtures/minilm-l6-rerank.pairs.jsonl")).unwrap();
+    let text =
+        std::fs::read_to_string(shared().join("fixtures/minilm-l6-rerank.pairs.jsonl")).unwrap();
     text.lines()
         .step_by(7)
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["query"].as_str().unwrap().into(), v["passage"].as_str().unwrap().into())
+            (
+                v["query"].as_str().unwrap().into(),
+                v["passage"].as_str().unwrap().into(),
+            )
         })
         .collect()
 }
@@ -102,7 +129,11 @@ fn f16_f32_and_sharded_copies_give_identical_logits() {
         }
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    std::fs::write(sharded.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     assert_eq!(logits(&sharded, &pairs), original, "sharded f32 copy");
 
     let _ = std::fs::remove_dir_all(&f32_dir);
@@ -120,7 +151,11 @@ fn bf16_copy_loads_and_stays_close() {
     copy_configs(&src, &dir);
     write(&dir.join("model.safetensors"), &tensors, Dtype::BF16);
     let got = logits(&dir, &pairs);
-    let worst = got.iter().zip(&original).map(|(a, b)| (a[0] - b[0]).abs()).fold(0.0f32, f32::max);
+    let worst = got
+        .iter()
+        .zip(&original)
+        .map(|(a, b)| (a[0] - b[0]).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst > 0.0 && worst < 0.5, "bf16 max |logit diff| {worst}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,7 +29,12 @@ pub trait Reranker: Send + Sync {
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError>;
 
     /// Scores and sorts by score, descending (ties keep input order), keeping `top_n`.
-    fn rerank(&self, query: &str, documents: &[&str], top_n: Option<usize>) -> Result<Vec<Ranked>, RankError> {
+    fn rerank(
+        &self,
+        query: &str,
+        documents: &[&str],
+        top_n: Option<usize>,
+    ) -> Result<Vec<Ranked>, RankError> {
         let mut ranked = self.score(query, documents)?;
         sort_ranked(&mut ranked);
         if let Some(n) = top_n {
@@ -81,7 +86,11 @@ impl Reranker for LocalReranker {
                     [a, b] => b - a,
                     l => l.last().copied().unwrap_or(f32::NAN),
                 };
-                Ranked { index, score: p.score, logit }
+                Ranked {
+                    index,
+                    score: p.score,
+                    logit,
+                }
             })
             .collect())
     }
@@ -93,7 +102,11 @@ mod tests {
 
     #[test]
     fn sort_is_descending_stable_and_nan_last() {
-        let mk = |index, score| Ranked { index, score, logit: 0.0 };
+        let mk = |index, score| Ranked {
+            index,
+            score,
+            logit: 0.0,
+        };
         let mut v = vec![mk(0, 0.2), mk(1, f32::NAN), mk(2, 0.9), mk(3, 0.2)];
         sort_ranked(&mut v);
         let order: Vec<usize> = v.iter().map(|r| r.index).collect();

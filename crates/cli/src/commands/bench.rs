@@ -29,7 +29,14 @@ pub struct Args {
 
 fn cpu_clock_ghz() -> Option<f64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
+    let mhz: f64 = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
     Some(mhz / 1000.0)
 }
 
@@ -48,13 +55,20 @@ pub fn run(args: Args) -> Result<()> {
     let objs = jsonl_objects(&name, &text)?;
     let mut pairs = Vec::new();
     for (line, obj) in &objs {
-        pairs.push((string_field(&name, *line, obj, "query")?, string_field(&name, *line, obj, "passage")?));
+        pairs.push((
+            string_field(&name, *line, obj, "query")?,
+            string_field(&name, *line, obj, "passage")?,
+        ));
     }
     if pairs.is_empty() || args.repeat == 0 {
         bail!("{name}: nothing to time (empty workload or --repeat 0)");
     }
     let model = args.model.load()?;
-    let lengths: Vec<usize> = model.tokenize(&pairs)?.iter().map(|e| e.ids.len()).collect();
+    let lengths: Vec<usize> = model
+        .tokenize(&pairs)?
+        .iter()
+        .map(|e| e.ids.len())
+        .collect();
     let tokens: usize = lengths.iter().sum();
     let flops = model.flops(&lengths);
     for _ in 0..args.warmup {
@@ -67,7 +81,11 @@ pub fn run(args: Args) -> Result<()> {
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     ms.sort_by(f64::total_cmp);
-    let median = if ms.len() % 2 == 1 { ms[ms.len() / 2] } else { (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0 };
+    let median = if ms.len() % 2 == 1 {
+        ms[ms.len() / 2]
+    } else {
+        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
+    };
     let p95 = ms[((0.95 * (ms.len() - 1) as f64).round() as usize).min(ms.len() - 1)];
     let clock = args.clock_ghz.or_else(cpu_clock_ghz).unwrap_or(2.5);
     let threads = model.threads();
@@ -84,10 +102,24 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         println!("{report}");
     } else {
-        println!("workload   {name}: {} pairs, {tokens} tokens, {:.1} GFLOP per request", pairs.len(), flops / 1e9);
-        println!("engine     crossrank fp32, {} kernels, {threads} thread(s)", crossrank_engine::kernels::isa().name());
-        println!("latency    median {median:.1} ms, p95 {p95:.1} ms over {} requests", args.repeat);
-        println!("throughput {:.1} pairs/s, {:.0} tokens/s", pairs.len() as f64 / (median / 1000.0), tokens as f64 / (median / 1000.0));
+        println!(
+            "workload   {name}: {} pairs, {tokens} tokens, {:.1} GFLOP per request",
+            pairs.len(),
+            flops / 1e9
+        );
+        println!(
+            "engine     crossrank fp32, {} kernels, {threads} thread(s)",
+            crossrank_engine::kernels::isa().name()
+        );
+        println!(
+            "latency    median {median:.1} ms, p95 {p95:.1} ms over {} requests",
+            args.repeat
+        );
+        println!(
+            "throughput {:.1} pairs/s, {:.0} tokens/s",
+            pairs.len() as f64 / (median / 1000.0),
+            tokens as f64 / (median / 1000.0)
+        );
         println!(
             "compute    {gflops:.1} GFLOP/s = {:.1}% of FP32 peak ({peak:.0} GFLOP/s = {threads} x {} FLOP/cycle x {clock:.2} GHz assumed)",
             100.0 * gflops / peak,

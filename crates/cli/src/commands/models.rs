@@ -24,7 +24,9 @@ fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
             "architecture": format!("{:?}", c.architecture), "layers": c.num_layers,
             "hidden": c.hidden_size, "labels": c.num_labels, "max_length": c.default_max_length(),
         }),
-        Err(e) => serde_json::json!({"source": source, "name": name, "path": dir.display().to_string(), "error": e.to_string()}),
+        Err(e) => {
+            serde_json::json!({"source": source, "name": name, "path": dir.display().to_string(), "error": e.to_string()})
+        }
     }
 }
 
@@ -42,23 +44,46 @@ pub fn run(args: Args) -> Result<()> {
     for spec in &args.model {
         match resolve_model(spec) {
             Ok(dir) => rows.push(describe("given", spec, &dir)),
-            Err(e) => rows.push(serde_json::json!({"source": "given", "name": spec, "error": e.to_string()})),
+            Err(e) => rows
+                .push(serde_json::json!({"source": "given", "name": spec, "error": e.to_string()})),
         }
     }
     if args.json {
-        println!("{}", serde_json::json!({"cache": cache.display().to_string(), "models": rows}));
+        println!(
+            "{}",
+            serde_json::json!({"cache": cache.display().to_string(), "models": rows})
+        );
         return Ok(());
     }
     println!("Hugging Face cache: {}", cache.display());
-    println!("{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7}  path", "source", "name", "arch", "layers", "hidden", "labels", "max_len");
+    println!(
+        "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7}  path",
+        "source", "name", "arch", "layers", "hidden", "labels", "max_len"
+    );
     for r in &rows {
-        let s = |k: &str| r.get(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+        let s = |k: &str| {
+            r.get(k)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        };
         if let Some(e) = r.get("error") {
-            println!("{:<8} {:<40} error: {}", s("source"), s("name"), e.as_str().unwrap_or(""));
+            println!(
+                "{:<8} {:<40} error: {}",
+                s("source"),
+                s("name"),
+                e.as_str().unwrap_or("")
+            );
         } else {
             println!(
                 "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7}  {}",
-                s("source"), s("name"), s("architecture"), s("layers"), s("hidden"), s("labels"), s("max_length"), s("path")
+                s("source"),
+                s("name"),
+                s("architecture"),
+                s("layers"),
+                s("hidden"),
+                s("labels"),
+                s("max_length"),
+                s("path")
             );
         }
     }

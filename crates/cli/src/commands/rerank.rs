@@ -38,7 +38,11 @@ fn documents(name: &str, text: &str) -> Result<Vec<String>> {
             .map(|(line, obj)| string_field(name, *line, obj, "text").map(str::to_string))
             .collect()
     } else {
-        Ok(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect())
     }
 }
 
