@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
+use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
 use std::path::PathBuf;
 
 /// Name of the default model directory.
@@ -24,6 +24,18 @@ pub struct ModelArgs {
     /// Most pairs per forward pass (default: as many as fit 16,384 tokens).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Precision of the linear layers: none (fp32, reference scores) or int8 (faster).
+    #[arg(long, value_enum, default_value_t = QuantizeArg::None)]
+    pub quantize: QuantizeArg,
+}
+
+/// `--quantize` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantizeArg {
+    /// fp32.
+    None,
+    /// int8 weights and activations (VNNI).
+    Int8,
 }
 
 /// Where the default model is: `$CROSSRANK_DEFAULT_MODEL`, beside the executable, or in the
@@ -67,6 +79,10 @@ impl ModelArgs {
             max_length: self.max_length,
             threads: self.threads,
             max_batch_pairs: self.batch_size,
+            quantize: match self.quantize {
+                QuantizeArg::None => Quantize::None,
+                QuantizeArg::Int8 => Quantize::Int8,
+            },
             ..Default::default()
         };
         CrossEncoder::load(&dir, options)

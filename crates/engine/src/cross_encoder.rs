@@ -2,7 +2,7 @@
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::models::encoder::{PackedBatch, Workspace};
+use crate::models::encoder::{PackedBatch, Quantize, Workspace};
 use crate::models::SequenceClassifier;
 use crate::tokenize::{Encoded, PairTokenizer};
 use crate::weights::Weights;
@@ -22,6 +22,8 @@ pub struct CrossEncoderOptions {
     pub max_batch_tokens: usize,
     /// Most pairs in one forward pass, if set.
     pub max_batch_pairs: Option<usize>,
+    /// Precision of the linear layers (`none` = fp32, `int8`).
+    pub quantize: Quantize,
 }
 
 impl Default for CrossEncoderOptions {
@@ -31,6 +33,7 @@ impl Default for CrossEncoderOptions {
             threads: None,
             max_batch_tokens: 16_384,
             max_batch_pairs: None,
+            quantize: Quantize::None,
         }
     }
 }
@@ -96,7 +99,7 @@ impl CrossEncoder {
         };
         let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;
         let weights = Weights::from_dir(dir)?;
-        let model = SequenceClassifier::load(&config, &weights)?;
+        let model = SequenceClassifier::load(&config, &weights, options.quantize)?;
         drop(weights);
         let threads = options.threads.filter(|&t| t > 0).unwrap_or_else(|| {
             std::thread::available_parallelism()

@@ -24,5 +24,6 @@ pub mod weights;
 pub use config::{Architecture, ModelConfig};
 pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction};
 pub use error::{EngineError, Result};
+pub use models::encoder::Quantize;
 pub use resolve::{hf_cache_dir, resolve_model};
 pub use tokenize::Encoded;

@@ -1,7 +1,7 @@
 //! `crossrank bench`: latency of whole rerank requests (tokenisation included).
 
 use crate::input::{jsonl_objects, read_source, string_field};
-use crate::model_spec::ModelArgs;
+use crate::model_spec::{ModelArgs, QuantizeArg};
 use anyhow::{bail, Result};
 use std::time::Instant;
 
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     let peak = threads as f64 * flop_per_cycle() * clock;
     let gflops = flops / 1e9 / (median / 1000.0);
     let report = serde_json::json!({
-        "engine": "crossrank", "model": model.dir().display().to_string(), "workload": name,
+        "engine": "crossrank", "quantize": format!("{:?}", args.model.quantize).to_lowercase(), "model": model.dir().display().to_string(), "workload": name,
         "isa": crossrank_engine::kernels::isa().name(), "threads": threads, "pairs": pairs.len(),
         "tokens": tokens, "gflop_per_request": flops / 1e9, "repeat": args.repeat,
         "median_ms": median, "p95_ms": p95, "pairs_per_s": pairs.len() as f64 / (median / 1000.0),
@@ -107,10 +107,20 @@ pub fn run(args: Args) -> Result<()> {
             pairs.len(),
             flops / 1e9
         );
-        println!(
-            "engine     crossrank fp32, {} kernels, {threads} thread(s)",
-            crossrank_engine::kernels::isa().name()
-        );
+        let kernels = match args.model.quantize {
+            QuantizeArg::None => {
+                format!("fp32, {} kernels", crossrank_engine::kernels::isa().name())
+            }
+            QuantizeArg::Int8 => format!(
+                "int8, {} kernels",
+                if crossrank_engine::kernels::qgemm::vnni() {
+                    "avx512-vnni"
+                } else {
+                    "portable integer"
+                }
+            ),
+        };
+        println!("engine     crossrank {kernels}, {threads} thread(s)");
         println!(
             "latency    median {median:.1} ms, p95 {p95:.1} ms over {} requests",
             args.repeat

@@ -49,6 +49,41 @@ impl PackedMatrix {
         }
     }
 
+    /// Packs `B = S^T` where `S` has `rows` rows of `k_dim` contiguous values at stride `lds`
+    /// (attention's K^T: one key per column).
+    pub fn pack_transposed(&mut self, s: &[f32], lds: usize, rows: usize, k_dim: usize) {
+        let panels = rows.div_ceil(NR);
+        self.k = k_dim;
+        self.n = rows;
+        self.data.clear();
+        self.data.resize(panels * k_dim * NR, 0.0);
+        for j in 0..rows {
+            let src = &s[j * lds..j * lds + k_dim];
+            let base = (j / NR) * k_dim * NR + j % NR;
+            for (c, &v) in src.iter().enumerate() {
+                self.data[base + c * NR] = v;
+            }
+        }
+    }
+
+    /// Packs `B = S` where `S` has `k_dim` rows of `n` contiguous values at stride `lds`
+    /// (attention's V).
+    pub fn pack_rows(&mut self, s: &[f32], lds: usize, k_dim: usize, n: usize) {
+        let panels = n.div_ceil(NR);
+        self.k = k_dim;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k_dim * NR, 0.0);
+        for p in 0..panels {
+            let cols = (n - p * NR).min(NR);
+            for kk in 0..k_dim {
+                let dst = p * k_dim * NR + kk * NR;
+                self.data[dst..dst + cols]
+                    .copy_from_slice(&s[kk * lds + p * NR..kk * lds + p * NR + cols]);
+            }
+        }
+    }
+
     /// Packs the transpose of a PyTorch `Linear` weight `w` of shape `[n, k]` (out x in), so
     /// that `x @ w^T` is `gemm(x, packed)`.
     pub fn from_linear_weight(w: &[f32], n: usize, k: usize) -> Self {
@@ -127,37 +162,21 @@ impl Gemm<'_> {
         assert!(ldc >= n && self.lda >= self.b.k());
         assert!(self.m == 0 || c.len() >= (self.m - 1) * ldc + n);
         assert!(self.m == 0 || self.a.len() >= (self.m - 1) * self.lda + self.b.k());
-        if self.m == 0 {
-            return;
-        }
         let isa = isa();
-        let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && self.m > 16 {
-            // Enough tasks for balance, few enough to keep B panels hot.
-            let per = (self.m.div_ceil(threads * 4)).clamp(16, TASK_ROWS);
-            let per = per.div_ceil(4) * 4;
-            c.par_chunks_mut(per * ldc)
-                .enumerate()
-                .for_each(|(t, chunk)| {
-                    let r0 = t * per;
-                    let rows = (self.m - r0).min(per);
-                    self.rows(isa, r0, rows, chunk, ldc);
-                });
-        } else {
-            self.rows(isa, 0, self.m, c, ldc);
-        }
+        for_row_blocks(self.m, c, ldc, parallel, |r0, rows, chunk| {
+            self.rows(isa, r0, rows, chunk, ldc)
+        });
     }
 
     /// Rows `r0 .. r0+rows` of C, with `c` starting at row `r0`.
     fn rows(&self, isa: Isa, r0: usize, rows: usize, c: &mut [f32], ldc: usize) {
         let n = self.b.n();
-        let panels = n.div_ceil(NR);
         let mr = match isa {
             Isa::Avx512 => 12,
             Isa::Avx2 => 4,
             Isa::Portable => 4,
         };
-        for p in 0..panels {
+        for p in 0..n.div_ceil(NR) {
             let panel = self.b.panel(p);
             let cols = (n - p * NR).min(NR);
             let bias = self.bias.map(|b| &b[p * NR..p * NR + cols]);
@@ -166,10 +185,11 @@ impl Gemm<'_> {
                 let h = (rows - i).min(mr);
                 let a = &self.a[(r0 + i) * self.lda..];
                 let cc = &mut c[i * ldc + p * NR..];
+                let k = self.b.k();
                 tile(
                     isa,
                     h,
-                    self.b.k(),
+                    k,
                     a,
                     self.lda,
                     panel,
@@ -179,22 +199,58 @@ impl Gemm<'_> {
                     bias,
                     self.accumulate,
                 );
-                match self.epilogue {
-                    Epilogue::Gelu => {
-                        (0..h).for_each(|r| ops::gelu(&mut cc[r * ldc..r * ldc + cols]))
-                    }
-                    Epilogue::GeluTanh => {
-                        (0..h).for_each(|r| ops::gelu_tanh(&mut cc[r * ldc..r * ldc + cols]))
-                    }
-                    Epilogue::Relu => {
-                        (0..h).for_each(|r| ops::relu(&mut cc[r * ldc..r * ldc + cols]))
-                    }
-                    _ => {}
-                }
+                self.epilogue.tile(cc, ldc, h, cols);
                 i += h;
             }
         }
-        if let Epilogue::LayerNorm { gamma, beta, eps } = self.epilogue {
+        self.epilogue.rows(c, ldc, rows, n);
+    }
+}
+
+/// Calls `f(first_row, rows, c_from_first_row)` on blocks of rows of C, in parallel on the
+/// current rayon pool when `parallel` and worthwhile.
+pub(crate) fn for_row_blocks(
+    m: usize,
+    c: &mut [f32],
+    ldc: usize,
+    parallel: bool,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    if m == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    if parallel && threads > 1 && m > 16 {
+        // Enough tasks for balance, few enough to keep B panels hot.
+        let per = m.div_ceil(threads * 4).clamp(16, TASK_ROWS).div_ceil(4) * 4;
+        c.par_chunks_mut(per * ldc)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let r0 = t * per;
+                if r0 < m {
+                    f(r0, (m - r0).min(per), chunk);
+                }
+            });
+    } else {
+        f(0, m, c);
+    }
+}
+
+impl Epilogue<'_> {
+    /// The element-wise part, on an `h x cols` tile just written (still in L1).
+    pub(crate) fn tile(&self, c: &mut [f32], ldc: usize, h: usize, cols: usize) {
+        let f: fn(&mut [f32]) = match self {
+            Epilogue::Gelu => ops::gelu,
+            Epilogue::GeluTanh => ops::gelu_tanh,
+            Epilogue::Relu => ops::relu,
+            _ => return,
+        };
+        (0..h).for_each(|r| f(&mut c[r * ldc..r * ldc + cols]));
+    }
+
+    /// The row-wise part, once all columns of `rows` rows are written.
+    pub(crate) fn rows(&self, c: &mut [f32], ldc: usize, rows: usize, n: usize) {
+        if let Epilogue::LayerNorm { gamma, beta, eps } = *self {
             for r in 0..rows {
                 ops::layer_norm(&mut c[r * ldc..r * ldc + n], gamma, beta, eps);
             }
@@ -469,5 +525,18 @@ mod tests {
         }
         .run(&mut c, n, false);
         assert!(c.iter().all(|&v| v == 6.5));
+    }
+    #[test]
+    fn attention_packings_match_pack_with() {
+        let (rows, k, ld) = (45, 8, 20);
+        let s: Vec<f32> = (0..rows * ld).map(|i| i as f32).collect();
+        let mut a = PackedMatrix::new();
+        let mut b = PackedMatrix::new();
+        a.pack_transposed(&s, ld, rows, k);
+        b.pack_with(k, rows, |kk, j| s[j * ld + kk]);
+        assert_eq!(a.data, b.data);
+        a.pack_rows(&s, ld, rows, k);
+        b.pack_with(rows, k, |kk, j| s[kk * ld + j]);
+        assert_eq!(a.data, b.data);
     }
 }

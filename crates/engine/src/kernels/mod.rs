@@ -3,6 +3,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod qgemm;
 
 use std::sync::OnceLock;
 
@@ -60,9 +61,9 @@ pub fn isa() -> Isa {
 /// Generates `pub fn $name(args)` that runs the body compiled for the best available instruction
 /// set. The body must be plain Rust written so that LLVM can vectorise it.
 macro_rules! multiversion {
-    ($(#[$m:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
-        pub fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]

@@ -9,7 +9,7 @@ use super::multiversion;
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    let n = (x * std::f32::consts::LOG2_E).round_ties_even();
     // Two-part ln2 for an exact reduction.
     let r = x - n * 0.693_359_4;
     let r = r + n * 2.121_944_4e-4;
@@ -88,18 +88,31 @@ multiversion! {
 }
 
 multiversion! {
-    /// In place: softmax(scale * x) over the row.
+    /// In place: softmax(scale * x) over the row (scale > 0).
     pub fn softmax(x: &mut [f32], scale: f32) {
-        let mut m = f32::NEG_INFINITY;
-        for &v in x.iter() {
-            m = m.max(v);
+        // Lane-wise partial max and sum so that both reductions vectorise.
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for i in 0..16 {
+                lanes[i] = lanes[i].max(c[i]);
+            }
         }
-        let mut sum = 0.0f32;
+        let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for l in lanes {
+            m = m.max(l);
+        }
         for v in x.iter_mut() {
-            let e = exp((*v - m) * scale);
-            *v = e;
-            sum += e;
+            *v = exp((*v - m) * scale);
         }
+        let mut sums = [0.0f32; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for i in 0..16 {
+                sums[i] += c[i];
+            }
+        }
+        let sum = sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
         let inv = 1.0 / sum;
         for v in x.iter_mut() {
             *v *= inv;
@@ -137,6 +150,91 @@ multiversion! {
             *v = (*v - mean) * inv * g + b;
         }
     }
+}
+
+/// max |x| over a slice.
+pub fn max_abs(x: &[f32]) -> f32 {
+    max_abs_mv(x)
+}
+
+fn max_abs_mv(x: &[f32]) -> f32 {
+    let mut out = 0.0f32;
+    max_abs_into(x, &mut out);
+    out
+}
+
+multiversion! {
+    fn max_abs_into(x: &[f32], out: &mut f32) {
+        let mut m = [0.0f32; 16];
+        let chunks = x.chunks_exact(16);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for i in 0..16 {
+                m[i] = m[i].max(c[i].abs());
+            }
+        }
+        let mut r = m.iter().fold(0.0f32, |a, &b| a.max(b));
+        for v in rest {
+            r = r.max(v.abs());
+        }
+        *out = r;
+    }
+}
+
+multiversion! {
+    /// q = clamp(round(x * inv_scale) + 128, 0, 255).
+    pub fn quantize_u8(x: &[f32], inv_scale: f32, q: &mut [u8]) {
+        for (o, &v) in q.iter_mut().zip(x) {
+            *o = ((v * inv_scale).round_ties_even() + 128.0).clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Quantizes one row to u8 with zero point 128 and returns its scale (max|x| / 127).
+pub fn quantize_row(x: &[f32], q: &mut [u8]) -> f32 {
+    assert!(q.len() >= x.len());
+    #[cfg(target_arch = "x86_64")]
+    if super::isa() == super::Isa::Avx512 && is_x86_feature_detected!("avx512bw") {
+        // SAFETY: AVX-512F/BW present; `q` holds at least `x.len()` bytes (asserted).
+        return unsafe { quantize_row_avx512(x, q) };
+    }
+    let max = max_abs(x);
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    quantize_u8(x, 1.0 / scale, &mut q[..x.len()]);
+    scale
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_row_avx512(x: &[f32], q: &mut [u8]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let full = n / 16 * 16;
+    let mut m = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < full {
+        m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x.as_ptr().add(i))));
+        i += 16;
+    }
+    let mut max = _mm512_reduce_max_ps(m);
+    for v in &x[full..] {
+        max = max.max(v.abs());
+    }
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = _mm512_set1_ps(1.0 / scale);
+    let zp = _mm512_set1_epi32(128);
+    let mut i = 0;
+    while i < full {
+        // cvtps rounds to nearest even; |x * inv| <= 127, so q in [1, 255].
+        let r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x.as_ptr().add(i)), inv));
+        let b = _mm512_cvtusepi32_epi8(_mm512_add_epi32(r, zp));
+        _mm_storeu_si128(q.as_mut_ptr().add(i) as *mut __m128i, b);
+        i += 16;
+    }
+    for (o, &v) in q[full..n].iter_mut().zip(&x[full..]) {
+        *o = ((v / scale).round_ties_even() + 128.0).clamp(0.0, 255.0) as u8;
+    }
+    scale
 }
 
 #[cfg(test)]

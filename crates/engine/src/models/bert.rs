@@ -1,15 +1,19 @@
 //! BERT (`BertForSequenceClassification`): absolute positions from 0, two token types,
 //! pooler (dense + tanh on [CLS]) then a linear classifier.
 
-use super::encoder::{ClassifierHead, Encoder, PackedBatch};
+use super::encoder::{ClassifierHead, Encoder, PackedBatch, Quantize};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 
 /// Loads encoder and head; base-model tensors may or may not carry the `bert.` prefix.
-pub fn load(cfg: &ModelConfig, w: &Weights) -> Result<(Encoder, ClassifierHead)> {
+pub fn load(
+    cfg: &ModelConfig,
+    w: &Weights,
+    quantize: Quantize,
+) -> Result<(Encoder, ClassifierHead)> {
     let prefixes = ["bert.", ""];
-    let encoder = Encoder::load(cfg, w, &prefixes)?;
+    let encoder = Encoder::load(cfg, w, &prefixes, quantize)?;
     let pooler = if w.contains("bert.pooler.dense.weight") {
         "bert.pooler.dense"
     } else {

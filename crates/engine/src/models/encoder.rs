@@ -8,6 +8,7 @@ use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
 use crate::kernels::ops;
+use crate::kernels::qgemm::{QGemm, QuantizedMatrix, QuantizedRows};
 use crate::weights::Weights;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -43,17 +44,84 @@ impl PackedBatch {
     }
 }
 
+/// Numeric precision of the linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    /// fp32 weights and activations (reference scores).
+    #[default]
+    None,
+    /// int8 weights per output channel, int8 activations per token, i32 accumulation.
+    Int8,
+}
+
+enum LinearWeights {
+    F32(PackedMatrix),
+    Int8(QuantizedMatrix),
+}
+
+/// A linear layer `y = x W^T + b` in either precision.
+struct Linear {
+    w: LinearWeights,
+    bias: Vec<f32>,
+}
+
+impl Linear {
+    fn new(w: &[f32], n: usize, k: usize, bias: Vec<f32>, quantize: Quantize) -> Self {
+        let w = match quantize {
+            Quantize::None => LinearWeights::F32(PackedMatrix::from_linear_weight(w, n, k)),
+            Quantize::Int8 => LinearWeights::Int8(QuantizedMatrix::from_linear_weight(w, n, k)),
+        };
+        Linear { w, bias }
+    }
+
+    /// `c (+)= a W^T + b`, then the epilogue; `a` has `m` rows at stride `lda`.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        c: &mut [f32],
+        ldc: usize,
+        accumulate: bool,
+        epilogue: Epilogue,
+        q: &mut QuantizedRows,
+    ) {
+        match &self.w {
+            LinearWeights::F32(b) => Gemm {
+                a,
+                lda,
+                m,
+                b,
+                bias: Some(&self.bias),
+                accumulate,
+                epilogue,
+            }
+            .run(c, ldc, true),
+            LinearWeights::Int8(b) => {
+                q.quantize(a, lda, m, b.k(), true);
+                QGemm {
+                    a: q,
+                    m,
+                    b,
+                    bias: Some(&self.bias),
+                    accumulate,
+                    epilogue,
+                }
+                .run(c, ldc, true)
+            }
+        }
+    }
+}
+
 struct Layer {
-    qkv: PackedMatrix,
-    qkv_bias: Vec<f32>,
-    attn_out: PackedMatrix,
-    attn_out_bias: Vec<f32>,
+    qkv: Linear,
+    attn_out: Linear,
     ln1_gamma: Vec<f32>,
     ln1_beta: Vec<f32>,
-    ffn_in: PackedMatrix,
-    ffn_in_bias: Vec<f32>,
-    ffn_out: PackedMatrix,
-    ffn_out_bias: Vec<f32>,
+    ffn_in: Linear,
+    ffn_out: Linear,
     ln2_gamma: Vec<f32>,
     ln2_beta: Vec<f32>,
 }
@@ -81,6 +149,7 @@ pub struct Workspace {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     inter: Vec<f32>,
+    quantized: QuantizedRows,
 }
 
 #[derive(Default)]
@@ -102,7 +171,12 @@ unsafe impl Send for SyncPtr {}
 
 impl Encoder {
     /// Loads the encoder's tensors, trying each name prefix in turn.
-    pub fn load(cfg: &ModelConfig, w: &Weights, prefixes: &[&str]) -> Result<Self> {
+    pub fn load(
+        cfg: &ModelConfig,
+        w: &Weights,
+        prefixes: &[&str],
+        quantize: Quantize,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
         let i = cfg.intermediate_size;
         let get = |name: &str, shape: &[usize]| w.get_prefixed(prefixes, name, shape);
@@ -115,32 +189,24 @@ impl Encoder {
             let mut qkv_w = q;
             qkv_w.extend_from_slice(&k);
             qkv_w.extend_from_slice(&v);
-            let mut qkv_bias = get(&format!("{p}attention.self.query.bias"), &[h])?;
-            qkv_bias.extend(get(&format!("{p}attention.self.key.bias"), &[h])?);
-            qkv_bias.extend(get(&format!("{p}attention.self.value.bias"), &[h])?);
+            let qkv_bias = {
+                let mut b = get(&format!("{p}attention.self.query.bias"), &[h])?;
+                b.extend(get(&format!("{p}attention.self.key.bias"), &[h])?);
+                b.extend(get(&format!("{p}attention.self.value.bias"), &[h])?);
+                b
+            };
+            let linear = |name: &str, n: usize, k: usize| -> Result<Linear> {
+                let w = get(&format!("{p}{name}.weight"), &[n, k])?;
+                let b = get(&format!("{p}{name}.bias"), &[n])?;
+                Ok(Linear::new(&w, n, k, b, quantize))
+            };
             layers.push(Layer {
-                qkv: PackedMatrix::from_linear_weight(&qkv_w, 3 * h, h),
-                qkv_bias,
-                attn_out: PackedMatrix::from_linear_weight(
-                    &get(&format!("{p}attention.output.dense.weight"), &[h, h])?,
-                    h,
-                    h,
-                ),
-                attn_out_bias: get(&format!("{p}attention.output.dense.bias"), &[h])?,
+                qkv: Linear::new(&qkv_w, 3 * h, h, qkv_bias, quantize),
+                attn_out: linear("attention.output.dense", h, h)?,
                 ln1_gamma: get(&format!("{p}attention.output.LayerNorm.weight"), &[h])?,
                 ln1_beta: get(&format!("{p}attention.output.LayerNorm.bias"), &[h])?,
-                ffn_in: PackedMatrix::from_linear_weight(
-                    &get(&format!("{p}intermediate.dense.weight"), &[i, h])?,
-                    i,
-                    h,
-                ),
-                ffn_in_bias: get(&format!("{p}intermediate.dense.bias"), &[i])?,
-                ffn_out: PackedMatrix::from_linear_weight(
-                    &get(&format!("{p}output.dense.weight"), &[h, i])?,
-                    h,
-                    i,
-                ),
-                ffn_out_bias: get(&format!("{p}output.dense.bias"), &[h])?,
+                ffn_in: linear("intermediate.dense", i, h)?,
+                ffn_out: linear("output.dense", h, i)?,
                 ln2_gamma: get(&format!("{p}output.LayerNorm.weight"), &[h])?,
                 ln2_beta: get(&format!("{p}output.LayerNorm.bias"), &[h])?,
             });
@@ -210,55 +276,30 @@ impl Encoder {
             Activation::Relu => Epilogue::Relu,
         };
         for layer in &self.layers {
-            Gemm {
-                a: &ws.x,
-                lda: h,
-                m: t,
-                b: &layer.qkv,
-                bias: Some(&layer.qkv_bias),
-                accumulate: false,
-                epilogue: Epilogue::None,
-            }
-            .run(&mut ws.qkv, 3 * h, true);
+            let ln1 = Epilogue::LayerNorm {
+                gamma: &layer.ln1_gamma,
+                beta: &layer.ln1_beta,
+                eps: self.eps,
+            };
+            let ln2 = Epilogue::LayerNorm {
+                gamma: &layer.ln2_gamma,
+                beta: &layer.ln2_beta,
+                eps: self.eps,
+            };
+            let q = &mut ws.quantized;
+            layer
+                .qkv
+                .run(&ws.x, h, t, &mut ws.qkv, 3 * h, false, Epilogue::None, q);
             self.attention(batch, &ws.qkv, &mut ws.ctx);
-            Gemm {
-                a: &ws.ctx,
-                lda: h,
-                m: t,
-                b: &layer.attn_out,
-                bias: Some(&layer.attn_out_bias),
-                accumulate: true,
-                epilogue: Epilogue::LayerNorm {
-                    gamma: &layer.ln1_gamma,
-                    beta: &layer.ln1_beta,
-                    eps: self.eps,
-                },
-            }
-            .run(&mut ws.x, h, true);
-            Gemm {
-                a: &ws.x,
-                lda: h,
-                m: t,
-                b: &layer.ffn_in,
-                bias: Some(&layer.ffn_in_bias),
-                accumulate: false,
-                epilogue: act,
-            }
-            .run(&mut ws.inter, self.inter, true);
-            Gemm {
-                a: &ws.inter,
-                lda: self.inter,
-                m: t,
-                b: &layer.ffn_out,
-                bias: Some(&layer.ffn_out_bias),
-                accumulate: true,
-                epilogue: Epilogue::LayerNorm {
-                    gamma: &layer.ln2_gamma,
-                    beta: &layer.ln2_beta,
-                    eps: self.eps,
-                },
-            }
-            .run(&mut ws.x, h, true);
+            layer
+                .attn_out
+                .run(&ws.ctx, h, t, &mut ws.x, h, true, ln1, q);
+            layer
+                .ffn_in
+                .run(&ws.x, h, t, &mut ws.inter, self.inter, false, act, q);
+            layer
+                .ffn_out
+                .run(&ws.inter, self.inter, t, &mut ws.x, h, true, ln2, q);
         }
     }
 
@@ -284,8 +325,8 @@ impl Encoder {
                 let sc = &mut *sc;
                 let row = |r: usize| (start + r) * 3 * h;
                 sc.kt
-                    .pack_with(d, len, |c, key| qkv[row(key) + h + hd * d + c]);
-                sc.v.pack_with(len, d, |key, c| qkv[row(key) + 2 * h + hd * d + c]);
+                    .pack_transposed(&qkv[row(0) + h + hd * d..], 3 * h, len, d);
+                sc.v.pack_rows(&qkv[row(0) + 2 * h + hd * d..], 3 * h, len, d);
                 let ld = len.div_ceil(32) * 32;
                 sc.scores.resize(len * ld, 0.0);
                 Gemm {

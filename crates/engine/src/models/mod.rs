@@ -7,7 +7,7 @@ pub mod xlm_roberta;
 use crate::config::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::weights::Weights;
-use encoder::{ClassifierHead, Encoder, PackedBatch, Workspace};
+use encoder::{ClassifierHead, Encoder, PackedBatch, Quantize, Workspace};
 
 /// A sequence-classification model (a cross-encoder) of any supported architecture.
 pub struct SequenceClassifier {
@@ -18,10 +18,10 @@ pub struct SequenceClassifier {
 
 impl SequenceClassifier {
     /// Loads the weights for `config`'s architecture.
-    pub fn load(config: &ModelConfig, weights: &Weights) -> Result<Self> {
+    pub fn load(config: &ModelConfig, weights: &Weights, quantize: Quantize) -> Result<Self> {
         let (encoder, head) = match config.architecture {
-            Architecture::Bert => bert::load(config, weights)?,
-            Architecture::XlmRoberta => xlm_roberta::load(config, weights)?,
+            Architecture::Bert => bert::load(config, weights, quantize)?,
+            Architecture::XlmRoberta => xlm_roberta::load(config, weights, quantize)?,
         };
         Ok(SequenceClassifier {
             config: config.clone(),

@@ -2,15 +2,19 @@
 //! positions start at `pad_token_id + 1`, a single token type, and a head of dense + tanh +
 //! `out_proj` on `<s>`.
 
-use super::encoder::{ClassifierHead, Encoder, PackedBatch};
+use super::encoder::{ClassifierHead, Encoder, PackedBatch, Quantize};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 
 /// Loads encoder and head; base-model tensors may or may not carry the `roberta.` prefix.
-pub fn load(cfg: &ModelConfig, w: &Weights) -> Result<(Encoder, ClassifierHead)> {
+pub fn load(
+    cfg: &ModelConfig,
+    w: &Weights,
+    quantize: Quantize,
+) -> Result<(Encoder, ClassifierHead)> {
     let prefixes = ["roberta.", ""];
-    let encoder = Encoder::load(cfg, w, &prefixes)?;
+    let encoder = Encoder::load(cfg, w, &prefixes, quantize)?;
     let head = ClassifierHead::load(cfg, w, "classifier.dense", "classifier.out_proj")?;
     Ok((encoder, head))
 }
