@@ -3,6 +3,7 @@
 use crate::input::{jsonl_objects, read_source, string_field};
 use crate::model_spec::{ModelArgs, QuantizeArg};
 use anyhow::{bail, Result};
+use crossrank_engine::kernels::peak;
 use std::time::Instant;
 
 /// Arguments of `bench`.
@@ -19,7 +20,7 @@ pub struct Args {
     /// Untimed requests first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
-    /// CPU clock in GHz for the FP32 peak (default: /proc/cpuinfo's "cpu MHz").
+    /// CPU clock in GHz for the nominal FP32 peak (default: /proc/cpuinfo's "cpu MHz").
     #[arg(long)]
     pub clock_ghz: Option<f64>,
     /// Print one JSON object.
@@ -38,15 +39,6 @@ fn cpu_clock_ghz() -> Option<f64> {
         .parse()
         .ok()?;
     Some(mhz / 1000.0)
-}
-
-/// FP32 FLOP per cycle per core of the kernels' instruction set (two FMA pipes).
-fn flop_per_cycle() -> f64 {
-    match crossrank_engine::kernels::isa() {
-        crossrank_engine::kernels::Isa::Avx512 => 64.0,
-        crossrank_engine::kernels::Isa::Avx2 => 32.0,
-        crossrank_engine::kernels::Isa::Portable => 16.0,
-    }
 }
 
 /// Runs the command.
@@ -89,7 +81,9 @@ pub fn run(args: Args) -> Result<()> {
     let p95 = ms[((0.95 * (ms.len() - 1) as f64).round() as usize).min(ms.len() - 1)];
     let clock = args.clock_ghz.or_else(cpu_clock_ghz).unwrap_or(2.5);
     let threads = model.threads();
-    let peak = threads as f64 * flop_per_cycle() * clock;
+    let per_cycle = peak::nominal_flop_per_cycle();
+    let nominal_peak = threads as f64 * per_cycle * clock;
+    let measured_peak = threads as f64 * peak::measured_peak_gflops();
     let gflops = flops / 1e9 / (median / 1000.0);
     let report = serde_json::json!({
         "engine": "crossrank", "quantize": format!("{:?}", args.model.quantize).to_lowercase(), "model": model.dir().display().to_string(), "workload": name,
@@ -97,7 +91,9 @@ pub fn run(args: Args) -> Result<()> {
         "tokens": tokens, "gflop_per_request": flops / 1e9, "repeat": args.repeat,
         "median_ms": median, "p95_ms": p95, "pairs_per_s": pairs.len() as f64 / (median / 1000.0),
         "tokens_per_s": tokens as f64 / (median / 1000.0), "gflop_per_s": gflops,
-        "clock_ghz": clock, "peak_gflop_per_s": peak, "fraction_of_peak": gflops / peak,
+        "clock_ghz": clock, "nominal_peak_gflop_per_s": nominal_peak,
+        "fraction_of_nominal_peak": gflops / nominal_peak,
+        "measured_peak_gflop_per_s": measured_peak, "fraction_of_measured_peak": gflops / measured_peak,
     });
     if args.json {
         println!("{report}");
@@ -131,9 +127,9 @@ pub fn run(args: Args) -> Result<()> {
             tokens as f64 / (median / 1000.0)
         );
         println!(
-            "compute    {gflops:.1} GFLOP/s = {:.1}% of FP32 peak ({peak:.0} GFLOP/s = {threads} x {} FLOP/cycle x {clock:.2} GHz assumed)",
-            100.0 * gflops / peak,
-            flop_per_cycle()
+            "compute    {gflops:.1} GFLOP/s = {:.1}% of the measured FP32 FMA peak ({measured_peak:.0} GFLOP/s on {threads} core(s)); {:.1}% of the nominal {nominal_peak:.0} GFLOP/s = {threads} x {per_cycle} FLOP/cycle x {clock:.2} GHz",
+            100.0 * gflops / measured_peak,
+            100.0 * gflops / nominal_peak,
         );
     }
     Ok(())

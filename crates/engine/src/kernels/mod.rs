@@ -3,6 +3,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod peak;
 pub mod qgemm;
 
 use std::sync::OnceLock;
