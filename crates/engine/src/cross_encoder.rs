@@ -141,12 +141,20 @@ impl CrossEncoder {
         self.pool.current_num_threads()
     }
 
-    /// FLOPs to score sequences of these lengths (linear layers and attention).
-    pub fn flops(&self, lengths: &[usize]) -> f64 {
-        let enc = self.model.encoder();
+    /// Nominal FLOPs of sequences of these lengths (all layers on all tokens).
+    pub fn model_flops(&self, lengths: &[usize]) -> f64 {
         lengths
             .iter()
-            .map(|&l| l as f64 * enc.linear_flops_per_token() + enc.attention_flops(l))
+            .map(|&l| self.model.encoder().model_flops(l))
+            .sum()
+    }
+
+    /// FLOPs the engine executes for sequences of these lengths (the last layer runs only the
+    /// first token's query and feed-forward).
+    pub fn executed_flops(&self, lengths: &[usize]) -> f64 {
+        lengths
+            .iter()
+            .map(|&l| self.model.encoder().first_token_flops(l))
             .sum()
     }
 

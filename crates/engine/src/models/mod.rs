@@ -54,7 +54,7 @@ impl SequenceClassifier {
 
     /// Logits of every sequence in `batch`.
     pub fn forward(&self, batch: &PackedBatch, ws: &mut Workspace) -> Vec<Vec<f32>> {
-        self.encoder.forward(batch, ws);
-        self.head.logits(batch, &ws.x)
+        self.encoder.forward_first_tokens(batch, ws);
+        self.head.logits(&ws.first)
     }
 }
