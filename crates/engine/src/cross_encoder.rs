@@ -158,6 +158,11 @@ impl CrossEncoder {
             .sum()
     }
 
+    /// The pair tokenizer (for chunking and token counting).
+    pub fn tokenizer(&self) -> &PairTokenizer {
+        &self.tokenizer
+    }
+
     /// Tokenises pairs exactly as the model will see them.
     pub fn tokenize<Q: AsRef<str> + Sync, P: AsRef<str> + Sync>(
         &self,
@@ -176,9 +181,12 @@ impl CrossEncoder {
     }
 
     /// Scores already tokenised pairs (see [`CrossEncoder::tokenize`]).
-    pub fn predict_encoded(&self, encoded: &[Encoded]) -> Result<Vec<Prediction>> {
+    pub fn predict_encoded<E: std::borrow::Borrow<Encoded>>(
+        &self,
+        encoded: &[E],
+    ) -> Result<Vec<Prediction>> {
         let cfg = self.model.config();
-        for (i, e) in encoded.iter().enumerate() {
+        for (i, e) in encoded.iter().map(|e| e.borrow()).enumerate() {
             if e.ids.is_empty() || e.ids.len() > cfg.usable_positions() {
                 return Err(EngineError::InvalidOption(format!(
                     "pair {i}: {} tokens, outside 1..={}",
@@ -216,12 +224,15 @@ impl CrossEncoder {
             let mut tokens = 0;
             while end < encoded.len()
                 && (end == start
-                    || (tokens + encoded[end].ids.len() <= self.options.max_batch_tokens
+                    || (tokens + encoded[end].borrow().ids.len() <= self.options.max_batch_tokens
                         && end - start < max_pairs))
             {
-                tokens += encoded[end].ids.len();
-                self.model
-                    .push_sequence(batch, &encoded[end].ids, &encoded[end].type_ids);
+                tokens += encoded[end].borrow().ids.len();
+                self.model.push_sequence(
+                    batch,
+                    &encoded[end].borrow().ids,
+                    &encoded[end].borrow().type_ids,
+                );
                 end += 1;
             }
             let logits = self.pool.install(|| self.model.forward(batch, ws));

@@ -26,4 +26,4 @@ pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction};
 pub use error::{EngineError, Result};
 pub use models::encoder::Quantize;
 pub use resolve::{hf_cache_dir, resolve_model};
-pub use tokenize::Encoded;
+pub use tokenize::{Direction, Encoded, PairTokenizer};

@@ -5,7 +5,8 @@
 use crate::error::{EngineError, Result};
 use std::path::{Path, PathBuf};
 use tokenizers::{
-    EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+    EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams,
+    TruncationStrategy,
 };
 
 /// One tokenised (query, passage) pair.
@@ -20,8 +21,22 @@ pub struct Encoded {
 /// A tokenizer configured for cross-encoder pairs.
 pub struct PairTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer truncating from the left (TEI's `truncation_direction: "Left"`).
+    left: Tokenizer,
+    /// The same tokenizer without truncation or special tokens, for measuring and chunking.
+    plain: Tokenizer,
     path: PathBuf,
     max_length: usize,
+}
+
+/// Which end of a text truncation removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Keep the beginning (the reference's behaviour).
+    #[default]
+    Right,
+    /// Keep the end.
+    Left,
 }
 
 impl PairTokenizer {
@@ -33,19 +48,90 @@ impl PairTokenizer {
         };
         let mut inner = Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
         inner.with_padding(None);
+        let mut plain = inner.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| err(e.to_string()))?;
+        let params = |direction| TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction,
+        };
+        let mut left = inner.clone();
+        left.with_truncation(Some(params(TruncationDirection::Left)))
+            .map_err(|e| err(e.to_string()))?;
         inner
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
+            .with_truncation(Some(params(TruncationDirection::Right)))
             .map_err(|e| err(e.to_string()))?;
         Ok(PairTokenizer {
             inner,
+            left,
+            plain,
             path: path.to_path_buf(),
             max_length,
         })
+    }
+
+    /// Special tokens the pair template adds (3 for BERT, 4 for XLM-R).
+    pub fn pair_special_tokens(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map(|p| p.added_tokens(true))
+            .unwrap_or(0)
+    }
+
+    /// Tokens of `text` alone (no special tokens, no truncation) with their byte offsets.
+    pub fn token_offsets(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        let enc = self
+            .plain
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(enc.get_offsets().to_vec())
+    }
+
+    /// Length of the pair before truncation (special tokens included).
+    pub fn untruncated_pair_len(&self, query: &str, passage: &str) -> Result<usize> {
+        let enc = self
+            .plain
+            .encode(EncodeInput::Dual(query.into(), passage.into()), true)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(enc.get_ids().len())
+    }
+
+    /// Tokenises pairs truncating from the given end.
+    pub fn encode_pairs_from<Q: AsRef<str>, P: AsRef<str>>(
+        &self,
+        pairs: &[(Q, P)],
+        direction: Direction,
+    ) -> Result<Vec<Encoded>> {
+        let tok = match direction {
+            Direction::Right => &self.inner,
+            Direction::Left => &self.left,
+        };
+        let inputs: Vec<EncodeInput> = pairs
+            .iter()
+            .map(|(q, p)| EncodeInput::Dual(q.as_ref().into(), p.as_ref().into()))
+            .collect();
+        let encs = tok
+            .encode_batch(inputs, true)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(encs
+            .into_iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+            })
+            .collect())
     }
 
     /// The truncation length.
@@ -63,24 +149,7 @@ impl PairTokenizer {
         &self,
         pairs: &[(Q, P)],
     ) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput> = pairs
-            .iter()
-            .map(|(q, p)| EncodeInput::Dual(q.as_ref().into(), p.as_ref().into()))
-            .collect();
-        let encs = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| EngineError::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(encs
-            .into_iter()
-            .map(|e| Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-            })
-            .collect())
+        self.encode_pairs_from(pairs, Direction::Right)
     }
 
     /// Tokenises single texts (no pair template), truncated to `max_length`.

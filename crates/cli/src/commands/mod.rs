@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod loadtest;
 pub mod models;
 pub mod rerank;
 pub mod score;
+pub mod serve;

@@ -1,0 +1,144 @@
+//! `crossrank serve`: the HTTP server.
+
+use crate::model_spec::{default_model_dir, QuantizeArg, DEFAULT_MODEL};
+use anyhow::{bail, Context, Result};
+use crossrank_engine::Quantize;
+use crossrank_server::{ModelEntry, ServerConfig};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `serve`; flags override the `--config` file.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A model to serve, as NAME=PATH_OR_ID or PATH_OR_ID (named after its last path part);
+    /// repeatable; the first is the default. Without any, the bundled default model.
+    #[arg(long = "model", short = 'm')]
+    pub models: Vec<String>,
+    /// TOML configuration file (fields as in `ServerConfig`, models as [[models]]).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to bind.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port (0: any free port; the chosen address is printed).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Accepted bearer token; repeatable. Also read from CROSSRANK_API_KEY.
+    #[arg(long = "api-key")]
+    pub api_keys: Vec<String>,
+    /// Token budget of one engine batch.
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
+    /// Requests waiting per model before 429.
+    #[arg(long)]
+    pub max_queue: Option<usize>,
+    /// Most documents per request before 413.
+    #[arg(long)]
+    pub max_documents: Option<usize>,
+    /// Per-request timeout in milliseconds (503 after it).
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+    /// Engine threads per model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Precision of the models given with --model.
+    #[arg(long, value_enum, default_value_t = QuantizeArg::None)]
+    pub quantize: QuantizeArg,
+    /// Truncation length of the models given with --model.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+}
+
+fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
+    let (name, model) = match spec.split_once('=') {
+        Some((n, m)) if !n.is_empty() => (n.to_string(), m.to_string()),
+        _ => {
+            let name = Path::new(spec.trim_end_matches('/'))
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| spec.to_string());
+            (name, spec.to_string())
+        }
+    };
+    ModelEntry {
+        name,
+        model,
+        quantize,
+        max_length,
+    }
+}
+
+/// Builds the configuration from the file and flags.
+pub fn config(args: &Args) -> Result<ServerConfig> {
+    let mut c = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            ServerConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => ServerConfig::default(),
+    };
+    let quantize = match args.quantize {
+        QuantizeArg::None => Quantize::None,
+        QuantizeArg::Int8 => Quantize::Int8,
+    };
+    if !args.models.is_empty() {
+        c.models = args
+            .models
+            .iter()
+            .map(|m| entry(m, quantize, args.max_length))
+            .collect();
+    }
+    if c.models.is_empty() {
+        let dir = default_model_dir()
+            .context("no --model given and the bundled default model was not found")?;
+        c.models.push(ModelEntry {
+            name: DEFAULT_MODEL.into(),
+            model: dir.display().to_string(),
+            quantize,
+            max_length: args.max_length,
+        });
+    }
+    if let Some(h) = &args.host {
+        c.host = h.clone();
+    }
+    if let Some(p) = args.port {
+        c.port = p;
+    }
+    c.api_keys.extend(args.api_keys.iter().cloned());
+    if let Ok(k) = std::env::var("CROSSRANK_API_KEY") {
+        if !k.is_empty() {
+            c.api_keys.push(k);
+        }
+    }
+    if let Some(v) = args.max_batch_tokens {
+        c.max_batch_tokens = v;
+    }
+    if let Some(v) = args.max_queue {
+        c.max_queue = v;
+    }
+    if let Some(v) = args.max_documents {
+        c.max_documents = v;
+    }
+    if let Some(v) = args.request_timeout_ms {
+        c.request_timeout_ms = v;
+    }
+    if args.threads.is_some() {
+        c.threads = args.threads;
+    }
+    if c.max_batch_tokens < 512 {
+        bail!("--max-batch-tokens must be at least 512 (one full-length pair)");
+    }
+    Ok(c)
+}
+
+/// Runs the server until SIGINT / SIGTERM.
+pub fn run(args: Args) -> Result<()> {
+    let config = config(&args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(crossrank_server::run(config))?;
+    Ok(())
+}

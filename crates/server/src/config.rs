@@ -1,0 +1,93 @@
+//! Server configuration: a TOML file and/or command-line flags, every field with a default.
+
+use crossrank_engine::Quantize;
+use serde::{Deserialize, Serialize};
+
+/// One model served under a name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Name clients put in the request's `model` field.
+    pub name: String,
+    /// Directory or hub id.
+    pub model: String,
+    /// Precision of the linear layers.
+    #[serde(default)]
+    pub quantize: Quantize,
+    /// Truncation length (default min(512, the model's positions)).
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+/// Everything `crossrank serve` can be told.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port (0 = any free port).
+    pub port: u16,
+    /// Bearer tokens accepted; none = no auth.
+    pub api_keys: Vec<String>,
+    /// Models; the first is the default.
+    pub models: Vec<ModelEntry>,
+    /// Token budget of one engine batch, shared by concurrent requests.
+    pub max_batch_tokens: usize,
+    /// Requests waiting for the engine before new ones get 429.
+    pub max_queue: usize,
+    /// Most documents in one request (more: 413).
+    pub max_documents: usize,
+    /// Most bytes in a request body (more: 413).
+    pub max_body_bytes: usize,
+    /// A request still unanswered after this long gets 503.
+    pub request_timeout_ms: u64,
+    /// TEI's `truncate` when the request does not say.
+    pub auto_truncate: bool,
+    /// Engine threads per model (default: all cores).
+    pub threads: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            api_keys: Vec::new(),
+            models: Vec::new(),
+            max_batch_tokens: 16_384,
+            max_queue: 256,
+            max_documents: 10_000,
+            max_body_bytes: 32 * 1024 * 1024,
+            request_timeout_ms: 120_000,
+            auto_truncate: true,
+            threads: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Parses a TOML configuration.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_defaults() {
+        let c = ServerConfig::from_toml(
+            "port = 9000\napi_keys = [\"k\"]\n[[models]]\nname = \"m\"\nmodel = \"models/x\"\nquantize = \"int8\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.host, "127.0.0.1");
+        assert_eq!(c.max_documents, 10_000);
+        assert_eq!(c.models[0].quantize, Quantize::Int8);
+        assert!(ServerConfig::from_toml("prot = 1")
+            .unwrap_err()
+            .contains("prot"));
+    }
+}

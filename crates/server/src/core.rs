@@ -1,0 +1,201 @@
+//! What every dialect shares: validate, split long documents into chunks, tokenise, queue,
+//! and fold chunk scores back into one score per document.
+
+use crate::errors::ApiError;
+use crate::state::{AppState, ModelHandle};
+use crossrank_engine::{CrossEncoder, Direction, Encoded};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How documents longer than the model's window are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongDocs {
+    /// Truncate each pair to the window (TEI, `truncate: true`).
+    Truncate(Direction),
+    /// Refuse a pair that does not fit (TEI `truncate: false`, Voyage `truncation: false`).
+    Reject,
+    /// Cohere's way: cut each document to `max_tokens` tokens, split it into window-sized
+    /// chunks (at most `max_chunks`), score each chunk, keep the best.
+    Chunk {
+        /// Tokens kept of a document.
+        max_tokens: usize,
+        /// Chunks scored per document.
+        max_chunks: usize,
+    },
+}
+
+/// A rerank request in dialect-neutral form.
+pub struct RerankJob {
+    /// Requested model name (None = default).
+    pub model: Option<String>,
+    /// The query.
+    pub query: String,
+    /// Document texts.
+    pub documents: Vec<String>,
+    /// Long-document policy.
+    pub long_docs: LongDocs,
+}
+
+/// Score of one document.
+#[derive(Debug, Clone, Copy)]
+pub struct DocScore {
+    /// Input position.
+    pub index: usize,
+    /// Probability (sigmoid / softmax[1]).
+    pub score: f32,
+    /// Raw logit (for 2 labels: logit[1] - logit[0]).
+    pub logit: f32,
+}
+
+/// Scores in input order plus accounting.
+pub struct RerankOutcome {
+    /// Name of the model used.
+    pub model: String,
+    /// One per document, input order.
+    pub scores: Vec<DocScore>,
+    /// Tokens scored (all chunks, special tokens included).
+    pub tokens: usize,
+}
+
+/// Validates, queues and scores a request.
+pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutcome, ApiError> {
+    if job.documents.is_empty() {
+        return Err(ApiError::bad_request("documents must not be empty"));
+    }
+    if job.documents.len() > state.config.max_documents {
+        return Err(ApiError::too_large(format!(
+            "{} documents in one request; the limit is {}",
+            job.documents.len(),
+            state.config.max_documents
+        )));
+    }
+    let handle: &ModelHandle = state.model(job.model.as_deref())?;
+    let model = handle.model.clone();
+    let n_docs = job.documents.len();
+    let (pairs, owners) = tokio::task::spawn_blocking(move || tokenize(&model, &job))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenisation task failed: {e}")))??;
+    let tokens = pairs.iter().map(|p| p.ids.len()).sum();
+    let ticket = handle.batcher.submit(pairs).map_err(|full| {
+        ApiError::overloaded(
+            format!(
+                "the queue of model {} is full ({} requests waiting); retry later",
+                handle.name, full.depth
+            ),
+            1,
+        )
+    })?;
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    let preds = match tokio::time::timeout(timeout, ticket.wait()).await {
+        Ok(Some(Ok(p))) => p,
+        Ok(Some(Err(e))) => return Err(ApiError::internal(format!("engine error: {e}"))),
+        Ok(None) => return Err(ApiError::unavailable("the engine worker stopped")),
+        Err(_) => {
+            return Err(ApiError::unavailable(format!(
+                "the request was not answered within {} ms",
+                state.config.request_timeout_ms
+            )))
+        }
+    };
+    let mut scores: Vec<Option<DocScore>> = vec![None; n_docs];
+    for (p, &doc) in preds.iter().zip(&owners) {
+        let logit = match p.logits.as_slice() {
+            [a, b] => b - a,
+            l => l.first().copied().unwrap_or(f32::NAN),
+        };
+        let s = DocScore {
+            index: doc,
+            score: p.score,
+            logit,
+        };
+        match &scores[doc] {
+            Some(best) if best.score >= s.score => {}
+            _ => scores[doc] = Some(s),
+        }
+    }
+    let scores = scores
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| s.ok_or_else(|| ApiError::internal(format!("document {i} was not scored"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RerankOutcome {
+        model: handle.name.clone(),
+        scores,
+        tokens,
+    })
+}
+
+/// Tokenises the request's pairs; returns them with the document each belongs to.
+fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<usize>), ApiError> {
+    let tok = model.tokenizer();
+    let max_len = model.max_length();
+    let engine_err = |e: crossrank_engine::EngineError| {
+        ApiError::unprocessable(format!("tokenisation failed: {e}"))
+    };
+    let query = job.query.as_str();
+    match job.long_docs {
+        LongDocs::Truncate(direction) => {
+            let pairs: Vec<(&str, &str)> =
+                job.documents.iter().map(|d| (query, d.as_str())).collect();
+            let enc = model
+                .tokenizer()
+                .encode_pairs_from(&pairs, direction)
+                .map_err(engine_err)?;
+            Ok((enc, (0..job.documents.len()).collect()))
+        }
+        LongDocs::Reject => {
+            for (i, d) in job.documents.iter().enumerate() {
+                let n = tok.untruncated_pair_len(query, d).map_err(engine_err)?;
+                if n > max_len {
+                    return Err(ApiError::bad_request(format!(
+                        "document {i} is {n} tokens together with the query; the model takes {max_len} and truncation is disabled"
+                    )));
+                }
+            }
+            let pairs: Vec<(&str, &str)> =
+                job.documents.iter().map(|d| (query, d.as_str())).collect();
+            Ok((
+                model.tokenize(&pairs).map_err(engine_err)?,
+                (0..job.documents.len()).collect(),
+            ))
+        }
+        LongDocs::Chunk {
+            max_tokens,
+            max_chunks,
+        } => {
+            let q_len = tok.token_offsets(query).map_err(engine_err)?.len();
+            let special = tok.pair_special_tokens();
+            // Room for the document next to the query; a very long query is truncated by
+            // longest-first and leaves half the window.
+            let window = max_len
+                .saturating_sub(special + q_len)
+                .max(max_len / 2)
+                .max(1);
+            let mut texts: Vec<&str> = Vec::new();
+            let mut owners = Vec::new();
+            for (i, d) in job.documents.iter().enumerate() {
+                let offsets = tok.token_offsets(d).map_err(engine_err)?;
+                let kept = offsets.len().min(max_tokens.max(1));
+                if kept <= window {
+                    let end = if kept < offsets.len() {
+                        offsets[kept - 1].1
+                    } else {
+                        d.len()
+                    };
+                    texts.push(&d[..end]);
+                    owners.push(i);
+                    continue;
+                }
+                for c in 0..kept.div_ceil(window).min(max_chunks.max(1)) {
+                    let first = c * window;
+                    let last = ((c + 1) * window).min(kept) - 1;
+                    let start = if c == 0 { 0 } else { offsets[first].0 };
+                    texts.push(&d[start..offsets[last].1]);
+                    owners.push(i);
+                }
+            }
+            let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (query, *t)).collect();
+            Ok((model.tokenize(&pairs).map_err(engine_err)?, owners))
+        }
+    }
+}

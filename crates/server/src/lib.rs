@@ -1,0 +1,89 @@
+//! crossrank's HTTP server: one port that speaks TEI (`/rerank`), Cohere v1 / Jina / Voyage
+//! (`/v1/rerank`) and Cohere v2 (`/v2/rerank`), with a dynamic batching queue in front of each
+//! model, limits, Prometheus metrics and bearer-token auth.
+
+pub mod api;
+pub mod batcher;
+pub mod config;
+pub mod core;
+pub mod errors;
+pub mod metrics;
+pub mod state;
+
+pub use config::{ModelEntry, ServerConfig};
+pub use state::AppState;
+
+use std::sync::Arc;
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A model could not be loaded.
+    #[error("model {name}: {source}")]
+    Model {
+        /// The model's name in the server.
+        name: String,
+        /// Why.
+        source: crossrank_engine::EngineError,
+    },
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// host:port.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Loads the models, binds, prints `crossrank listening on http://ADDR` and serves until
+/// SIGINT or SIGTERM, then finishes in-flight requests and returns.
+pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let state = Arc::new(AppState::load(config)?);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    println!("crossrank listening on http://{local}");
+    for m in &state.models {
+        println!("model {} = {}", m.name, m.model.dir().display());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, api::router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    eprintln!("crossrank: shutting down after in-flight requests");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,215 @@
+//! Prometheus metrics, kept by hand: a few counters and fixed-bucket histograms.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const PAIR_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const TOKEN_BUCKETS: &[f64] = &[
+    64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
+];
+
+#[derive(Clone)]
+struct Histogram {
+    buckets: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(buckets: &'static [f64]) -> Self {
+        Histogram {
+            buckets,
+            counts: vec![0; buckets.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+    fn observe(&mut self, v: f64) {
+        for (b, c) in self.buckets.iter().zip(self.counts.iter_mut()) {
+            if v <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.buckets.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+struct Inner {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    queue_time: BTreeMap<String, Histogram>,
+    batch_pairs: BTreeMap<String, Histogram>,
+    batch_tokens: BTreeMap<String, Histogram>,
+    tokens: BTreeMap<String, u64>,
+    queue_depth: BTreeMap<String, i64>,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::new(Inner {
+                requests: BTreeMap::new(),
+                latency: BTreeMap::new(),
+                queue_time: BTreeMap::new(),
+                batch_pairs: BTreeMap::new(),
+                batch_tokens: BTreeMap::new(),
+                tokens: BTreeMap::new(),
+                queue_depth: BTreeMap::new(),
+            }),
+        }
+    }
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One finished HTTP request.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let mut m = self.lock();
+        *m.requests.entry((route.to_string(), status)).or_default() += 1;
+        m.latency
+            .entry(route.to_string())
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(seconds);
+    }
+
+    /// Time a request waited before its first pair entered a batch.
+    pub fn queue_time(&self, model: &str, seconds: f64) {
+        self.lock()
+            .queue_time
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(seconds);
+    }
+
+    /// One engine batch.
+    pub fn batch(&self, model: &str, pairs: usize, tokens: usize) {
+        let mut m = self.lock();
+        m.batch_pairs
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(PAIR_BUCKETS))
+            .observe(pairs as f64);
+        m.batch_tokens
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(TOKEN_BUCKETS))
+            .observe(tokens as f64);
+        *m.tokens.entry(model.to_string()).or_default() += tokens as u64;
+    }
+
+    /// Requests waiting in a model's queue.
+    pub fn set_queue_depth(&self, model: &str, depth: usize) {
+        self.lock()
+            .queue_depth
+            .insert(model.to_string(), depth as i64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let m = self.lock();
+        let mut out = String::new();
+        out.push_str("# HELP crossrank_requests_total HTTP requests by route and status.\n# TYPE crossrank_requests_total counter\n");
+        for ((route, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "crossrank_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossrank_request_duration_seconds HTTP request latency.\n# TYPE crossrank_request_duration_seconds histogram\n");
+        for (route, h) in &m.latency {
+            h.render(
+                &mut out,
+                "crossrank_request_duration_seconds",
+                &format!("route=\"{route}\""),
+            );
+        }
+        out.push_str("# HELP crossrank_queue_time_seconds Time from enqueue to the first batch.\n# TYPE crossrank_queue_time_seconds histogram\n");
+        for (model, h) in &m.queue_time {
+            h.render(
+                &mut out,
+                "crossrank_queue_time_seconds",
+                &format!("model=\"{model}\""),
+            );
+        }
+        out.push_str("# HELP crossrank_batch_pairs Pairs per engine batch.\n# TYPE crossrank_batch_pairs histogram\n");
+        for (model, h) in &m.batch_pairs {
+            h.render(
+                &mut out,
+                "crossrank_batch_pairs",
+                &format!("model=\"{model}\""),
+            );
+        }
+        out.push_str("# HELP crossrank_batch_tokens Tokens per engine batch.\n# TYPE crossrank_batch_tokens histogram\n");
+        for (model, h) in &m.batch_tokens {
+            h.render(
+                &mut out,
+                "crossrank_batch_tokens",
+                &format!("model=\"{model}\""),
+            );
+        }
+        out.push_str(
+            "# HELP crossrank_tokens_total Tokens scored.\n# TYPE crossrank_tokens_total counter\n",
+        );
+        for (model, n) in &m.tokens {
+            let _ = writeln!(out, "crossrank_tokens_total{{model=\"{model}\"}} {n}");
+        }
+        out.push_str("# HELP crossrank_queue_depth Requests waiting for the engine.\n# TYPE crossrank_queue_depth gauge\n");
+        for (model, n) in &m.queue_depth {
+            let _ = writeln!(out, "crossrank_queue_depth{{model=\"{model}\"}} {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("/rerank", 200, 0.02);
+        m.request("/rerank", 200, 3.0);
+        m.batch("m", 70, 5000);
+        let text = m.render();
+        assert!(text.contains("crossrank_requests_total{route=\"/rerank\",status=\"200\"} 2"));
+        assert!(text.contains(
+            "crossrank_request_duration_seconds_bucket{route=\"/rerank\",le=\"0.025\"} 1"
+        ));
+        assert!(text
+            .contains("crossrank_request_duration_seconds_bucket{route=\"/rerank\",le=\"5\"} 2"));
+        assert!(text.contains("crossrank_batch_pairs_bucket{model=\"m\",le=\"64\"} 0"));
+        assert!(text.contains("crossrank_batch_pairs_sum{model=\"m\"} 70"));
+        assert!(text.contains("crossrank_tokens_total{model=\"m\"} 5000"));
+    }
+}

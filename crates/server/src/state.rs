@@ -1,0 +1,95 @@
+//! The server's shared state: loaded models with their batching queues, config, metrics.
+
+use crate::batcher::Batcher;
+use crate::config::ServerConfig;
+use crate::errors::ApiError;
+use crate::metrics::Metrics;
+use crate::ServerError;
+use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
+use std::sync::Arc;
+
+/// A model and its queue.
+pub struct ModelHandle {
+    /// Name used in requests.
+    pub name: String,
+    /// The engine.
+    pub model: Arc<CrossEncoder>,
+    /// Its dynamic-batching queue.
+    pub batcher: Batcher,
+    /// "none" or "int8".
+    pub quantize: String,
+}
+
+/// Shared by every request.
+pub struct AppState {
+    /// Models, the default first.
+    pub models: Vec<ModelHandle>,
+    /// The configuration in force.
+    pub config: ServerConfig,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// Loads every configured model and starts its batching worker.
+    pub fn load(config: ServerConfig) -> Result<Self, ServerError> {
+        if config.models.is_empty() {
+            return Err(ServerError::Config("no models configured".into()));
+        }
+        let metrics = Arc::new(Metrics::default());
+        let mut models = Vec::new();
+        for entry in &config.models {
+            if models.iter().any(|m: &ModelHandle| m.name == entry.name) {
+                return Err(ServerError::Config(format!(
+                    "model name {:?} is used twice",
+                    entry.name
+                )));
+            }
+            let err = |source| ServerError::Model {
+                name: entry.name.clone(),
+                source,
+            };
+            let dir = resolve_model(&entry.model).map_err(err)?;
+            let options = CrossEncoderOptions {
+                max_length: entry.max_length,
+                threads: config.threads,
+                max_batch_tokens: config.max_batch_tokens,
+                quantize: entry.quantize,
+                ..Default::default()
+            };
+            let model = Arc::new(CrossEncoder::load(&dir, options).map_err(err)?);
+            let batcher = Batcher::new(
+                model.clone(),
+                &entry.name,
+                config.max_batch_tokens,
+                config.max_queue,
+                metrics.clone(),
+            );
+            models.push(ModelHandle {
+                name: entry.name.clone(),
+                model,
+                batcher,
+                quantize: format!("{:?}", entry.quantize).to_lowercase(),
+            });
+        }
+        Ok(AppState {
+            models,
+            config,
+            metrics,
+        })
+    }
+
+    /// The model a request names, or the default; unknown names are a 404 listing the known.
+    pub fn model(&self, name: Option<&str>) -> Result<&ModelHandle, ApiError> {
+        match name {
+            None => Ok(&self.models[0]),
+            Some(n) => self.models.iter().find(|m| m.name == n).ok_or_else(|| {
+                let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                ApiError::not_found(format!(
+                    "model {n:?} is not served here; known models: {}",
+                    known.join(", ")
+                ))
+            }),
+        }
+    }
+}
