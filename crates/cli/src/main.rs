@@ -24,6 +24,8 @@ enum Command {
     Models(commands::models::Args),
     /// Time whole rerank requests of a workload file and report latency and throughput.
     Bench(commands::bench::Args),
+    /// Evaluate first stage vs reranked vs fused rankings, with a candidate-count sweep.
+    Eval(commands::eval::Args),
     /// Serve the TEI, Cohere v1/v2, Jina and Voyage rerank APIs over HTTP.
     Serve(commands::serve::Args),
     /// Load a running server at several concurrencies and report requests/s and latency.
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         Command::Rerank(a) => commands::rerank::run(a),
         Command::Models(a) => commands::models::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Eval(a) => commands::eval::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Loadtest(a) => commands::loadtest::run(a),
     };

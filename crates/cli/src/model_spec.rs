@@ -59,6 +59,7 @@ pub fn default_model_dir() -> Option<PathBuf> {
     candidates
         .into_iter()
         .find(|p| p.join("config.json").is_file())
+        .map(|p| p.canonicalize().unwrap_or(p))
 }
 
 impl ModelArgs {

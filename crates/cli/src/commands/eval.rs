@@ -1,0 +1,195 @@
+//! `crossrank eval`: quality before and after reranking, candidate sweeps, reports.
+
+use crate::model_spec::ModelArgs;
+use anyhow::{bail, Context, Result};
+use crossrank_eval::datasets::{self, RerankSet};
+use crossrank_eval::harness::{run_eval, EvalOptions};
+use crossrank_eval::metrics::MetricSpec;
+use crossrank_eval::{report, run};
+use crossrank_rank::LocalReranker;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `eval`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Candidates to rerank: a TREC DL JSON (`[{query, hits: [{content, qid, docid, score}]}]`)
+    /// or a TREC run file (then --docs and --topics give the texts).
+    #[arg(long, conflicts_with = "wikiqa")]
+    pub rerank_file: Option<PathBuf>,
+    /// TREC qrels for --rerank-file.
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Document texts for a TREC run: JSONL (id, text[, title]) or TSV (id<TAB>text).
+    #[arg(long)]
+    pub docs: Option<PathBuf>,
+    /// Query texts for a TREC run: TSV (qid<TAB>query).
+    #[arg(long)]
+    pub topics: Option<PathBuf>,
+    /// A WikiQA tsv(.gz): candidates as given, Label 1 relevant.
+    #[arg(long)]
+    pub wikiqa: Option<PathBuf>,
+    /// A BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv): BM25 first stage over the
+    /// corpus, then the reranker.
+    #[arg(long, conflicts_with_all = ["rerank_file", "wikiqa"])]
+    pub beir: Option<PathBuf>,
+    /// BEIR split.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Candidate counts to rerank (sweep); the largest is used for the stage comparison.
+    #[arg(long, value_delimiter = ',', default_value = "10,20,30,50,100")]
+    pub candidates: Vec<usize>,
+    /// Metric cut-offs.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,10")]
+    pub k: Vec<usize>,
+    /// Lowest grade counted relevant by binary metrics (default: 2 for TREC inputs, 1 otherwise).
+    #[arg(long)]
+    pub relevance_level: Option<i32>,
+    /// Evaluate only the first N queries.
+    #[arg(long)]
+    pub max_queries: Option<usize>,
+    /// Queries timed per candidate count.
+    #[arg(long, default_value_t = 10)]
+    pub latency_queries: usize,
+    /// Write report.md and report.html here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write each stage's ranking as a TREC run file here.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn load(args: &Args) -> Result<(RerankSet, i32)> {
+    if let Some(f) = &args.rerank_file {
+        let qrels = args
+            .qrels
+            .as_deref()
+            .context("--rerank-file needs --qrels")?;
+        let set = if f.extension().is_some_and(|e| e == "json") {
+            datasets::trec_dl_json(f, qrels)?
+        } else {
+            let docs = args
+                .docs
+                .as_deref()
+                .context("a TREC run needs --docs with the document texts")?;
+            let topics = args
+                .topics
+                .as_deref()
+                .context("a TREC run needs --topics with the query texts")?;
+            datasets::trec_run_with_docs(f, docs, topics, qrels)?
+        };
+        return Ok((set, 2));
+    }
+    if let Some(f) = &args.wikiqa {
+        return Ok((datasets::wikiqa(f)?, 1));
+    }
+    if let Some(dir) = &args.beir {
+        return Ok((beir_first_stage(args, dir)?, 1));
+    }
+    bail!("give --rerank-file FILE --qrels QRELS, --wikiqa FILE or --beir DIR")
+}
+
+/// BM25 over the corpus gives each query its candidates.
+fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
+    let mut b = datasets::beir(dir, &args.split)?;
+    if let Some(n) = args.max_queries {
+        b.queries.truncate(n);
+    }
+    eprintln!(
+        "indexing {} documents of {} with BM25",
+        b.corpus.len(),
+        b.name
+    );
+    let index =
+        crossrank_retrieve::bm25::Bm25Index::build_in_ram(b.corpus.iter().map(|(i, t)| (i, t)))?;
+    let texts: std::collections::HashMap<&str, &str> = b
+        .corpus
+        .iter()
+        .map(|(i, t)| (i.as_str(), t.as_str()))
+        .collect();
+    let depth = args.candidates.iter().copied().max().unwrap_or(100);
+    let mut queries = Vec::with_capacity(b.queries.len());
+    for (qid, text) in &b.queries {
+        let candidates = index
+            .search(text, depth)?
+            .into_iter()
+            .map(|(docid, score)| datasets::Candidate {
+                text: texts
+                    .get(docid.as_str())
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                docid,
+                score: score as f64,
+            })
+            .collect();
+        queries.push(datasets::Query {
+            qid: qid.clone(),
+            text: text.clone(),
+            candidates,
+        });
+    }
+    Ok(RerankSet {
+        name: format!("{} ({}, BM25 top {depth})", b.name, args.split),
+        queries,
+        qrels: b.qrels,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> Result<()> {
+    let (mut set, default_level) = load(&args)?;
+    if let Some(n) = args.max_queries {
+        set.queries.truncate(n);
+    }
+    let reranker = LocalReranker::new(args.model.load()?);
+    let opts = EvalOptions {
+        spec: MetricSpec {
+            ks: args.k.clone(),
+            level: args.relevance_level.unwrap_or(default_level),
+        },
+        candidates: args.candidates.clone(),
+        latency_queries: args.latency_queries,
+        ..Default::default()
+    };
+    let bar = ProgressBar::new(set.queries.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "reranking {bar:40} {pos}/{len} queries [{elapsed_precise} < {eta_precise}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = run_eval(&set, &reranker, &opts, &|done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    if let Some(dir) = &args.run_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (stage, r) in &result.runs {
+            run::write_trec(r, stage, &dir.join(format!("{stage}.trec")))?;
+        }
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write(&dir.join("report.md"), &report::markdown(&result))?;
+        write(&dir.join("report.html"), &report::html(&result))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        print!("{}", report::markdown(&result));
+        if let Some(dir) = &args.report {
+            println!("\nreport: {}", dir.join("report.html").display());
+        }
+    }
+    Ok(())
+}
