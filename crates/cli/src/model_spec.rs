@@ -4,6 +4,8 @@
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
+use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
+use crossrank_rank::{LocalReranker, Reranker};
 use std::path::PathBuf;
 
 /// Name of the default model directory.
@@ -12,8 +14,11 @@ pub const DEFAULT_MODEL: &str = "minilm-l6-rerank";
 /// Model options shared by the commands that run a model.
 #[derive(ClapArgs, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model directory or Hugging Face hub id (org/name); default: the bundled minilm-l6-rerank.
-    #[arg(long, short)]
+    /// Model directory, Hugging Face hub id (org/name), or where a reranker is accepted a
+    /// hosted one: cohere:MODEL, voyage:MODEL, jina:MODEL, tei:URL, crossrank:URL[#MODEL]
+    /// (keys from COHERE_API_KEY / VOYAGE_API_KEY / JINA_API_KEY). Default: the bundled
+    /// minilm-l6-rerank.
+    #[arg(long, short, visible_alias = "reranker")]
     pub model: Option<String>,
     /// Truncate each pair to this many tokens (default: min(512, the model's positions)).
     #[arg(long)]
@@ -73,8 +78,22 @@ impl ModelArgs {
         }
     }
 
-    /// Loads the model.
+    /// The reranker these arguments name: hosted for a provider spec, else the local model.
+    pub fn reranker(&self) -> Result<Box<dyn Reranker>> {
+        if let Some(spec) = self.model.as_deref().filter(|s| is_hosted_spec(s)) {
+            return Ok(Box::new(HostedReranker::from_spec(
+                spec,
+                HostedOptions::default(),
+            )?));
+        }
+        Ok(Box::new(LocalReranker::new(self.load()?)))
+    }
+
+    /// Loads the model (a local one; hosted specs are refused here).
     pub fn load(&self) -> Result<CrossEncoder> {
+        if let Some(spec) = self.model.as_deref().filter(|s| is_hosted_spec(s)) {
+            anyhow::bail!("{spec} is a hosted reranker; this command needs a local model");
+        }
         let dir = self.dir()?;
         let options = CrossEncoderOptions {
             max_length: self.max_length,

@@ -1,4 +1,7 @@
-//! Rerankers: the interface every stage above the engine uses to rank documents for a query.
+//! Rerankers: the interface every stage above the engine uses to rank documents for a query,
+//! with local cross-encoders and hosted APIs ([`hosted`]) behind it.
+
+pub mod hosted;
 
 use crossrank_engine::{CrossEncoder, EngineError};
 
@@ -8,6 +11,25 @@ pub enum RankError {
     /// The local engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A hosted provider failed (after retries, where retrying made sense).
+    #[error("{provider}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
+    Provider {
+        /// cohere, voyage, jina, tei, crossrank.
+        provider: String,
+        /// HTTP status, when there was a response.
+        status: Option<u16>,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What a reranker's scores mean, so thresholds and fusion know what they get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreKind {
+    /// The model's probability: sigmoid(logit), or softmax[1] for two labels.
+    Probability,
+    /// A hosted provider's relevance score in [0, 1], in its own (uncalibrated) scale.
+    ProviderRelevance,
 }
 
 /// One ranked document.
@@ -17,7 +39,8 @@ pub struct Ranked {
     pub index: usize,
     /// Relevance probability in [0, 1].
     pub score: f32,
-    /// Raw model output (the positive-class logit, or logit difference for two labels).
+    /// Raw model output (the positive-class logit, or logit difference for two labels); for
+    /// hosted rerankers, the logit of their score (same order).
     pub logit: f32,
 }
 
@@ -25,6 +48,10 @@ pub struct Ranked {
 pub trait Reranker: Send + Sync {
     /// A name for reports (model directory or provider spec).
     fn name(&self) -> String;
+    /// What the scores mean.
+    fn score_kind(&self) -> ScoreKind {
+        ScoreKind::Probability
+    }
     /// Scores every document, in input order.
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError>;
 

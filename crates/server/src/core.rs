@@ -2,8 +2,10 @@
 //! and fold chunk scores back into one score per document.
 
 use crate::errors::ApiError;
-use crate::state::{AppState, ModelHandle};
+use crate::state::{AppState, Backend, ModelHandle};
 use crossrank_engine::{CrossEncoder, Direction, Encoded};
+use crossrank_rank::hosted::HostedReranker;
+use crossrank_rank::Reranker;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,13 +72,17 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
         )));
     }
     let handle: &ModelHandle = state.model(job.model.as_deref())?;
-    let model = handle.model.clone();
+    let local = match &handle.backend {
+        Backend::Local(l) => l,
+        Backend::Hosted(h) => return hosted(state, handle, h.clone(), job).await,
+    };
+    let model = local.model.clone();
     let n_docs = job.documents.len();
     let (pairs, owners) = tokio::task::spawn_blocking(move || tokenize(&model, &job))
         .await
         .map_err(|e| ApiError::internal(format!("tokenisation task failed: {e}")))??;
     let tokens = pairs.iter().map(|p| p.ids.len()).sum();
-    let ticket = handle.batcher.submit(pairs).map_err(|full| {
+    let ticket = local.batcher.submit(pairs).map_err(|full| {
         ApiError::overloaded(
             format!(
                 "the queue of model {} is full ({} requests waiting); retry later",
@@ -198,4 +204,51 @@ fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<
             Ok((model.tokenize(&pairs).map_err(engine_err)?, owners))
         }
     }
+}
+
+/// A hosted model: the provider handles long documents; its errors become 503.
+async fn hosted(
+    state: &Arc<AppState>,
+    handle: &ModelHandle,
+    reranker: Arc<HostedReranker>,
+    job: RerankJob,
+) -> Result<RerankOutcome, ApiError> {
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    let tokens = job
+        .documents
+        .iter()
+        .map(|d| (d.len() + job.query.len()) / 4 + 1)
+        .sum();
+    let task = tokio::task::spawn_blocking(move || {
+        let docs: Vec<&str> = job.documents.iter().map(String::as_str).collect();
+        reranker.score(&job.query, &docs)
+    });
+    let ranked = match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(Ok(r))) => r,
+        Ok(Ok(Err(e))) => {
+            return Err(ApiError::unavailable(format!(
+                "upstream reranker failed: {e}"
+            )))
+        }
+        Ok(Err(e)) => return Err(ApiError::internal(format!("upstream task failed: {e}"))),
+        Err(_) => {
+            return Err(ApiError::unavailable(format!(
+                "the request was not answered within {} ms",
+                state.config.request_timeout_ms
+            )))
+        }
+    };
+    let scores = ranked
+        .into_iter()
+        .map(|r| DocScore {
+            index: r.index,
+            score: r.score,
+            logit: r.logit,
+        })
+        .collect();
+    Ok(RerankOutcome {
+        model: handle.name.clone(),
+        scores,
+        tokens,
+    })
 }

@@ -43,10 +43,22 @@ pub enum ServerError {
 }
 
 /// Loads the models, binds, prints `crossrank listening on http://ADDR` and serves until
-/// SIGINT or SIGTERM, then finishes in-flight requests and returns.
-pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
-    let addr = format!("{}:{}", config.host, config.port);
+/// SIGINT or SIGTERM, then finishes in-flight requests and returns. Blocking: it runs its own
+/// async runtime (models and hosted clients are created and dropped outside it).
+pub fn run(config: ServerConfig) -> Result<(), ServerError> {
     let state = Arc::new(AppState::load(config)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(serve(state.clone()));
+    drop(rt);
+    drop(state);
+    result
+}
+
+async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
+    let addr = format!("{}:{}", state.config.host, state.config.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|source| ServerError::Bind {
@@ -56,7 +68,13 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let local = listener.local_addr()?;
     println!("crossrank listening on http://{local}");
     for m in &state.models {
-        println!("model {} = {}", m.name, m.model.dir().display());
+        match &m.backend {
+            state::Backend::Local(l) => println!("model {} = {}", m.name, l.model.dir().display()),
+            state::Backend::Hosted(h) => {
+                use crossrank_rank::Reranker;
+                println!("model {} = {}", m.name, h.name())
+            }
+        }
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

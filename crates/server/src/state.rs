@@ -6,18 +6,33 @@ use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::ServerError;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
+use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use std::sync::Arc;
 
-/// A model and its queue.
-pub struct ModelHandle {
-    /// Name used in requests.
-    pub name: String,
+/// A local model with its batching queue.
+pub struct LocalModel {
     /// The engine.
     pub model: Arc<CrossEncoder>,
     /// Its dynamic-batching queue.
     pub batcher: Batcher,
     /// "none" or "int8".
     pub quantize: String,
+}
+
+/// What serves a model name.
+pub enum Backend {
+    /// A cross-encoder run here.
+    Local(LocalModel),
+    /// A hosted reranker (`cohere:`, `voyage:`, `jina:`, `tei:`, `crossrank:` specs).
+    Hosted(Arc<HostedReranker>),
+}
+
+/// A served model.
+pub struct ModelHandle {
+    /// Name used in requests.
+    pub name: String,
+    /// Local engine or hosted API.
+    pub backend: Backend,
 }
 
 /// Shared by every request.
@@ -45,6 +60,15 @@ impl AppState {
                     entry.name
                 )));
             }
+            if is_hosted_spec(&entry.model) {
+                let hosted = HostedReranker::from_spec(&entry.model, HostedOptions::default())
+                    .map_err(|e| ServerError::Config(format!("model {}: {e}", entry.name)))?;
+                models.push(ModelHandle {
+                    name: entry.name.clone(),
+                    backend: Backend::Hosted(Arc::new(hosted)),
+                });
+                continue;
+            }
             let err = |source| ServerError::Model {
                 name: entry.name.clone(),
                 source,
@@ -65,11 +89,14 @@ impl AppState {
                 config.max_queue,
                 metrics.clone(),
             );
+            let quantize = format!("{:?}", entry.quantize).to_lowercase();
             models.push(ModelHandle {
                 name: entry.name.clone(),
-                model,
-                batcher,
-                quantize: format!("{:?}", entry.quantize).to_lowercase(),
+                backend: Backend::Local(LocalModel {
+                    model,
+                    batcher,
+                    quantize,
+                }),
             });
         }
         Ok(AppState {

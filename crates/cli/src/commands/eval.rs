@@ -6,7 +6,6 @@ use crossrank_eval::datasets::{self, RerankSet};
 use crossrank_eval::harness::{run_eval, EvalOptions};
 use crossrank_eval::metrics::MetricSpec;
 use crossrank_eval::{report, run};
-use crossrank_rank::LocalReranker;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -151,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(n) = args.max_queries {
         set.queries.truncate(n);
     }
-    let reranker = LocalReranker::new(args.model.load()?);
+    let reranker = args.model.reranker()?;
     let opts = EvalOptions {
         spec: MetricSpec {
             ks: args.k.clone(),
@@ -168,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let result = run_eval(&set, &reranker, &opts, &|done, _| {
+    let result = run_eval(&set, reranker.as_ref(), &opts, &|done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

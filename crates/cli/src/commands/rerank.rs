@@ -3,7 +3,6 @@
 use crate::input::{jsonl_objects, read_source, string_field};
 use crate::model_spec::ModelArgs;
 use anyhow::{bail, Result};
-use crossrank_rank::{LocalReranker, Reranker};
 use std::io::{BufWriter, Write};
 
 /// Arguments of `rerank`.
@@ -53,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
     if docs.is_empty() {
         bail!("{name}: no documents to rank");
     }
-    let reranker = LocalReranker::new(args.model.load()?);
+    let reranker = args.model.reranker()?;
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let ranked = reranker.rerank(&args.query, &refs, args.top_n)?;
     let mut out = BufWriter::new(std::io::stdout().lock());

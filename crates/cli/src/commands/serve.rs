@@ -134,11 +134,6 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
 /// Runs the server until SIGINT / SIGTERM.
 pub fn run(args: Args) -> Result<()> {
     let config = config(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(crossrank_server::run(config))?;
+    crossrank_server::run(config)?;
     Ok(())
 }

@@ -1,11 +1,12 @@
 //! `GET /health`, `/info`, `/metrics`, `/openapi.json`, and the JSON 404.
 
 use crate::errors::{ApiError, Dialect};
-use crate::state::AppState;
+use crate::state::{AppState, Backend};
 use axum::extract::State;
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use crossrank_rank::Reranker;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -20,18 +21,23 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     let models: Vec<Value> = state
         .models
         .iter()
-        .map(|m| {
-            let cfg = m.model.config();
-            json!({
-                "name": m.name,
-                "path": m.model.dir().display().to_string(),
-                "architecture": format!("{:?}", cfg.architecture),
-                "labels": cfg.num_labels,
-                "max_input_length": m.model.max_length(),
-                "quantize": m.quantize,
-                "threads": m.model.threads(),
-                "queue_depth": m.batcher.depth(),
-            })
+        .map(|m| match &m.backend {
+            Backend::Local(l) => {
+                let cfg = l.model.config();
+                json!({
+                    "name": m.name,
+                    "path": l.model.dir().display().to_string(),
+                    "architecture": format!("{:?}", cfg.architecture),
+                    "labels": cfg.num_labels,
+                    "max_input_length": l.model.max_length(),
+                    "quantize": l.quantize,
+                    "threads": l.model.threads(),
+                    "queue_depth": l.batcher.depth(),
+                })
+            }
+            Backend::Hosted(h) => {
+                json!({"name": m.name, "hosted": h.name(), "score_kind": "provider_relevance"})
+            }
         })
         .collect();
     Json(json!({
@@ -39,7 +45,10 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "model_id": state.models[0].name,
         "model_type": {"reranker": {}},
-        "max_input_length": state.models[0].model.max_length(),
+        "max_input_length": match &state.models[0].backend {
+            Backend::Local(l) => Some(l.model.max_length()),
+            Backend::Hosted(_) => None,
+        },
         "models": models,
         "limits": {
             "max_batch_tokens": c.max_batch_tokens,

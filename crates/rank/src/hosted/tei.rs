@@ -1,0 +1,54 @@
+//! Text Embeddings Inference: `POST URL/rerank` `{query, texts, truncate: true}` ->
+//! `[{index, score}]`. TEI's default `--max-client-batch-size` is 32, so calls carry 32 texts.
+
+use super::Provider;
+use serde_json::{json, Value};
+
+pub(crate) struct Tei {
+    pub url: String,
+}
+
+impl Provider for Tei {
+    fn name(&self) -> &'static str {
+        "tei"
+    }
+    fn model(&self) -> &str {
+        &self.url
+    }
+    fn default_base(&self) -> Option<&'static str> {
+        None
+    }
+    fn base_env(&self) -> Option<&'static str> {
+        None
+    }
+    fn key_env(&self) -> Option<&'static str> {
+        None
+    }
+    fn endpoint(&self, base: &str) -> String {
+        format!("{}/rerank", if base.is_empty() { &self.url } else { base })
+    }
+    fn body(&self, query: &str, docs: &[&str]) -> Value {
+        json!({"query": query, "texts": docs, "truncate": true, "raw_scores": false})
+    }
+    fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String> {
+        let arr = v
+            .as_array()
+            .ok_or("the response is not a list of {index, score}")?;
+        arr.iter()
+            .map(|r| {
+                let i = r
+                    .get("index")
+                    .and_then(|x| x.as_u64())
+                    .ok_or("a result has no integer \"index\"")?;
+                let s = r
+                    .get("score")
+                    .and_then(|x| x.as_f64())
+                    .ok_or("a result has no numeric \"score\"")?;
+                Ok((i as usize, s as f32))
+            })
+            .collect()
+    }
+    fn max_documents(&self) -> usize {
+        32
+    }
+}
