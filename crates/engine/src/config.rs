@@ -89,6 +89,9 @@ pub struct ModelConfig {
     pub activation: Activation,
     /// Outputs of the classifier.
     pub num_labels: usize,
+    /// Whether config.json declares a sequence-classification head (a cross-encoder); base
+    /// models (`BertModel`, a bi-encoder's transformer) do not.
+    pub has_classifier: bool,
 }
 
 impl ModelConfig {
@@ -112,9 +115,11 @@ impl ModelConfig {
         let raw: RawConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let archs = raw.architectures.clone().unwrap_or_default();
         let arch = match archs.first().map(String::as_str) {
-            Some("BertForSequenceClassification") => Some(Architecture::Bert),
+            Some("BertForSequenceClassification") | Some("BertModel") => Some(Architecture::Bert),
             Some("XLMRobertaForSequenceClassification")
-            | Some("RobertaForSequenceClassification") => Some(Architecture::XlmRoberta),
+            | Some("RobertaForSequenceClassification")
+            | Some("XLMRobertaModel")
+            | Some("RobertaModel") => Some(Architecture::XlmRoberta),
             Some(_) => None,
             None => match raw.model_type.as_deref() {
                 Some("bert") => Some(Architecture::Bert),
@@ -154,7 +159,11 @@ impl ModelConfig {
             .num_labels
             .or(raw.id2label.as_ref().map(|m| m.len()))
             .unwrap_or(2);
-        if !(1..=2).contains(&num_labels) {
+        let has_classifier = match archs.first() {
+            Some(a) => a.ends_with("ForSequenceClassification"),
+            None => true,
+        };
+        if has_classifier && !(1..=2).contains(&num_labels) {
             return Err(format!(
                 "{num_labels} labels: a cross-encoder needs 1 (score = sigmoid) or 2 (score = softmax[1])"
             ));
@@ -164,6 +173,7 @@ impl ModelConfig {
             Architecture::XlmRoberta => 1,
         });
         Ok(Ok(ModelConfig {
+            has_classifier,
             architecture,
             hidden_size: raw.hidden_size,
             num_heads: raw.num_attention_heads,

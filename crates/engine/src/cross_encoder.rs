@@ -80,6 +80,15 @@ impl CrossEncoder {
             });
         }
         let config = ModelConfig::from_file(&config_path)?;
+        if !config.has_classifier {
+            return Err(EngineError::Config {
+                path: config_path,
+                message: format!(
+                    "{:?} is a base model without a sequence-classification head, not a cross-encoder (use it as a bi-encoder)",
+                    config.architecture
+                ),
+            });
+        }
         let tokenizer_path = dir.join("tokenizer.json");
         if !tokenizer_path.is_file() {
             return Err(EngineError::MissingFile {

