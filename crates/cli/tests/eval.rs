@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn eval(args: &[&str]) -> Value {
@@ -30,28 +30,6 @@ fn dl20(file: &str) -> String {
         .join(file)
         .display()
         .to_string()
-}
-
-fn venv(name: &str, packages: &[&str]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let py = dir.join("bin/python");
-    if !dir.join(".ready").exists() {
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        assert!(Command::new(&python)
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .unwrap()
-            .success());
-        let st = Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-            .args(packages)
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install {packages:?} failed");
-        std::fs::write(dir.join(".ready"), "ok").unwrap();
-    }
-    py
 }
 
 #[test]

@@ -7,43 +7,15 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-clients-venv");
-    let py = dir.join("bin/python");
-    let ready = dir.join(".ready");
-    if !ready.exists() {
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let st = Command::new(&python)
-            .args(["-m", "venv"])
-            .arg(&dir)
-            .status()
-            .expect("python3 -m venv");
-        assert!(st.success(), "creating the venv failed");
-        let st = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--disable-pip-version-check",
-                "cohere>=5.13",
-                "voyageai>=0.3",
-                "langchain-cohere>=0.4",
-            ])
-            .status()
-            .expect("pip install");
-        assert!(st.success(), "pip install of the client SDKs failed");
-        std::fs::write(&ready, "ok").unwrap();
-    }
-    py
-}
 
 #[test]
 fn official_clients_get_reference_scores() {
-    let py = venv();
+    let py = venv(
+        "py-clients-venv",
+        &["cohere>=5.13", "voyageai>=0.3", "langchain-cohere>=0.4"],
+    );
     let srv = Server::start(&["--api-key", "test-key"]);
     let (q, docs) = w50();
     let docs: Vec<String> = docs.into_iter().take(20).collect();

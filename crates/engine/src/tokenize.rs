@@ -119,6 +119,11 @@ impl PairTokenizer {
             .iter()
             .map(|(q, p)| EncodeInput::Dual(q.as_ref().into(), p.as_ref().into()))
             .collect();
+        self.batch(tok, inputs)
+    }
+
+    /// Runs `tok` over `inputs` (special tokens added), keeping ids and type ids.
+    fn batch(&self, tok: &Tokenizer, inputs: Vec<EncodeInput>) -> Result<Vec<Encoded>> {
         let encs = tok
             .encode_batch(inputs, true)
             .map_err(|e| EngineError::Tokenizer {
@@ -158,20 +163,7 @@ impl PairTokenizer {
             .iter()
             .map(|t| EncodeInput::Single(t.as_ref().into()))
             .collect();
-        let encs = self
-            .inner
-            .encode_batch(inputs, true)
-            .map_err(|e| EngineError::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(encs
-            .into_iter()
-            .map(|e| Encoded {
-                ids: e.get_ids().to_vec(),
-                type_ids: e.get_type_ids().to_vec(),
-            })
-            .collect())
+        self.batch(&self.inner, inputs)
     }
 
     /// The underlying `tokenizers` object.

@@ -143,3 +143,26 @@ pub fn w50() -> (String, Vec<String>) {
             .collect(),
     )
 }
+
+/// A Python venv under the target dir with `packages` installed by pip (made once, reused).
+pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let py = dir.join("bin/python");
+    if !dir.join(".ready").exists() {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let st = Command::new(&python)
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 -m venv");
+        assert!(st.success(), "creating the venv {name} failed");
+        let st = Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(packages)
+            .status()
+            .expect("pip install");
+        assert!(st.success(), "pip install {packages:?} failed");
+        std::fs::write(dir.join(".ready"), "ok").unwrap();
+    }
+    py
+}
