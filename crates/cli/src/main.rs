@@ -26,6 +26,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// Evaluate first stage vs reranked vs fused rankings, with a candidate-count sweep.
     Eval(commands::eval::Args),
+    /// Pick the abstention threshold (min_score) for a target precision from labelled data.
+    Calibrate(commands::calibrate::Args),
     /// Serve the TEI, Cohere v1/v2, Jina and Voyage rerank APIs over HTTP.
     Serve(commands::serve::Args),
     /// Load a running server at several concurrencies and report requests/s and latency.
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Models(a) => commands::models::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Calibrate(a) => commands::calibrate::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Loadtest(a) => commands::loadtest::run(a),
     };

@@ -1,6 +1,7 @@
 //! Rerankers: the interface every stage above the engine uses to rank documents for a query,
 //! with local cross-encoders and hosted APIs ([`hosted`]) behind it.
 
+pub mod fusion;
 pub mod hosted;
 
 use crossrank_engine::{CrossEncoder, EngineError};

@@ -22,6 +22,10 @@ pub struct Args {
     /// Print {"results": [{"index", "score", "text"}]}.
     #[arg(long)]
     pub json: bool,
+    /// Abstain below this score: keep only results reaching it, and say `answerable: false`
+    /// (with the best candidate) when none does. See `crossrank calibrate`.
+    #[arg(long)]
+    pub min_score: Option<f64>,
 }
 
 /// Documents from text: JSONL with "text" if the first non-blank line is a JSON object, else
@@ -54,15 +58,33 @@ pub fn run(args: Args) -> Result<()> {
     }
     let reranker = args.model.reranker()?;
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
-    let ranked = reranker.rerank(&args.query, &refs, args.top_n)?;
+    let mut ranked = reranker.rerank(&args.query, &refs, args.top_n)?;
+    let abstention = args.min_score.map(|m| {
+        let best = ranked.first().map(|r| (r.index, r.score as f64));
+        let answerable = best.is_some_and(|(_, s)| s >= m);
+        ranked.retain(|r| r.score as f64 >= m);
+        (answerable, best)
+    });
     let mut out = BufWriter::new(std::io::stdout().lock());
     if args.json {
         let results: Vec<_> = ranked
             .iter()
             .map(|r| serde_json::json!({"index": r.index, "score": r.score, "text": docs[r.index]}))
             .collect();
-        writeln!(out, "{}", serde_json::json!({ "results": results }))?;
+        let mut body = serde_json::json!({ "results": results });
+        if let Some((answerable, best)) = abstention {
+            body["answerable"] = serde_json::json!(answerable);
+            body["best"] = match best {
+                Some((i, s)) => serde_json::json!({"index": i, "score": s, "text": docs[i]}),
+                None => serde_json::Value::Null,
+            };
+        }
+        writeln!(out, "{body}")?;
     } else {
+        if let Some((false, best)) = abstention {
+            let (i, s) = best.unwrap_or((0, 0.0));
+            writeln!(out, "no confident answer: the best candidate (index {i}) scores {s:.4}, below --min-score")?;
+        }
         writeln!(out, "rank\tscore\tindex\ttext")?;
         for (rank, r) in ranked.iter().enumerate() {
             let mut t: String = docs[r.index].chars().take(100).collect();

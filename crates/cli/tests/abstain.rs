@@ -1,0 +1,84 @@
+//! Abstention: `crossrank calibrate` on WikiQA dev meets its target precision on WikiQA test,
+//! and an off-topic query abstains at the calibrated threshold.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::process::Command;
+
+fn run(args: &[&str]) -> Value {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn calibrated_threshold_holds_on_test_and_off_topic_queries_abstain() {
+    let w = shared().join("data/wikiqa");
+    let cal = run(&[
+        "calibrate",
+        "--wikiqa",
+        w.join("WikiQA-dev.tsv.gz").to_str().unwrap(),
+        "--check",
+        w.join("WikiQA-test.tsv.gz").to_str().unwrap(),
+        "--target-precision",
+        "0.7",
+        "--json",
+    ]);
+    let min_score = cal["min_score"].as_f64().expect("a threshold reaching 0.7");
+    assert!(cal["calibration"]["precision"].as_f64().unwrap() >= 0.7);
+    let check = &cal["check"];
+    assert!(
+        check["precision"].as_f64().unwrap() >= 0.7,
+        "test precision {check}"
+    );
+    assert!(check["coverage"].as_f64().unwrap() > 0.3, "{check}");
+    let curve = cal["curve"].as_array().unwrap();
+    assert!(curve.len() > 50 && curve.last().unwrap()["coverage"] == 1.0);
+
+    // Passages about one topic, an unrelated question: no confident answer, best candidate given.
+    let dir = temp_dir("abstain");
+    let docs = dir.join("docs.txt");
+    let (_, passages) = w50();
+    std::fs::write(
+        &docs,
+        passages
+            .iter()
+            .take(20)
+            .map(|p| p.replace('\n', " ") + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let ms = format!("{min_score}");
+    let off = run(&[
+        "rerank",
+        "-q",
+        "how long should I proof sourdough bread dough overnight",
+        "-i",
+        docs.to_str().unwrap(),
+        "--min-score",
+        &ms,
+        "--json",
+    ]);
+    assert_eq!(off["answerable"], false, "{off}");
+    assert!(off["results"].as_array().unwrap().is_empty());
+    assert!(off["best"]["score"].as_f64().unwrap() < min_score);
+    let (q, _) = w50();
+    let on = run(&[
+        "rerank",
+        "-q",
+        &q,
+        "-i",
+        docs.to_str().unwrap(),
+        "--min-score",
+        "0.0",
+        "--json",
+    ]);
+    assert_eq!(on["answerable"], true);
+    assert_eq!(on["results"].as_array().unwrap().len(), 20);
+}
