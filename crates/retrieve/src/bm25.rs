@@ -67,41 +67,53 @@ impl Bm25Index {
 
     /// The `k` best documents for `query`: (id, BM25 score), best first.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<(String, f32)>> {
-        let mut analyzer = self.index.tokenizer_for_field(self.text)?;
-        let mut stream = analyzer.token_stream(query);
-        let mut terms: Vec<Term> = Vec::new();
-        while stream.advance() {
-            let t = Term::from_field_text(self.text, &stream.token().text);
-            if !terms.contains(&t) {
-                terms.push(t);
-            }
-        }
-        if terms.is_empty() || k == 0 {
-            return Ok(Vec::new());
-        }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
-            .into_iter()
-            .map(|t| {
-                (
-                    Occur::Should,
-                    Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
-                )
-            })
-            .collect();
-        let searcher = self.reader.searcher();
-        let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k))?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let doc: TantivyDocument = searcher.doc(addr)?;
-            let id = doc
-                .get_first(self.id)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
-            out.push((id, score));
-        }
-        Ok(out)
+        search_field(&self.index, &self.reader, self.id, self.text, query, k)
     }
+}
+
+/// BM25 search of `text` in `index`, returning the stored `id` of the `k` best documents.
+pub(crate) fn search_field(
+    index: &Index,
+    reader: &IndexReader,
+    id: Field,
+    text: Field,
+    query: &str,
+    k: usize,
+) -> Result<Vec<(String, f32)>> {
+    let mut analyzer = index.tokenizer_for_field(text)?;
+    let mut stream = analyzer.token_stream(query);
+    let mut terms: Vec<Term> = Vec::new();
+    while stream.advance() {
+        let t = Term::from_field_text(text, &stream.token().text);
+        if !terms.contains(&t) {
+            terms.push(t);
+        }
+    }
+    if terms.is_empty() || k == 0 {
+        return Ok(Vec::new());
+    }
+    let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+        .into_iter()
+        .map(|t| {
+            (
+                Occur::Should,
+                Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs)) as Box<dyn Query>,
+            )
+        })
+        .collect();
+    let searcher = reader.searcher();
+    let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k))?;
+    let mut out = Vec::with_capacity(top.len());
+    for (score, addr) in top {
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let idv = doc
+            .get_first(id)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        out.push((idv, score));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
