@@ -26,6 +26,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Evaluate first stage vs reranked vs fused rankings, with a candidate-count sweep.
     Eval(commands::eval::Args),
+    /// Add, replace or delete documents of an on-disk collection (BM25 + embeddings).
+    Index(commands::index::Args),
+    /// Search a collection: BM25 / dense / hybrid, rerank, fusion, abstention.
+    Search(commands::search::Args),
     /// Pick the abstention threshold (min_score) for a target precision from labelled data.
     Calibrate(commands::calibrate::Args),
     /// Serve the TEI, Cohere v1/v2, Jina and Voyage rerank APIs over HTTP.
@@ -43,6 +47,8 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => commands::bench::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Calibrate(a) => commands::calibrate::run(a),
+        Command::Index(a) => commands::index::run(a),
+        Command::Search(a) => commands::search::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Loadtest(a) => commands::loadtest::run(a),
     };

@@ -161,7 +161,11 @@ impl Collection {
             Err(_) => Manifest::default(),
         };
         if let Some(e) = embedder {
-            let e = e.display().to_string();
+            let e = e
+                .canonicalize()
+                .map_err(|err| io(e, err))?
+                .display()
+                .to_string();
             match &manifest.embedder {
                 Some(m) if m != &e => {
                     return Err(RetrieveError::Invalid(format!(

@@ -3,8 +3,10 @@
 pub mod bench;
 pub mod calibrate;
 pub mod eval;
+pub mod index;
 pub mod loadtest;
 pub mod models;
 pub mod rerank;
 pub mod score;
+pub mod search;
 pub mod serve;

@@ -1,0 +1,327 @@
+//! The two-stage pipeline: collections on disk, BM25 / dense / hybrid first stage, rerank,
+//! fusion, abstention; crash safety of `crossrank index`; SciFact quality on a subset.
+
+mod common;
+
+use common::*;
+use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
+use crossrank_eval::metrics::{evaluate, MetricSpec};
+use crossrank_eval::run::Run;
+use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
+use crossrank_retrieve::hybrid::HybridMode;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn crossrank(args: &[&str]) -> Value {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+fn embedder() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = shared().join("models/all-MiniLM-L6-v2");
+        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline-all-MiniLM-L6-v2");
+        let out = Command::new("bash")
+            .arg(src.join("fetch.sh"))
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "fetch.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let copy = |from: &Path, to: &Path| {
+            for e in std::fs::read_dir(from).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() && !to.join(p.file_name().unwrap()).exists() {
+                    std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+                }
+            }
+        };
+        copy(&src, &dest);
+        std::fs::create_dir_all(dest.join("1_Pooling")).unwrap();
+        copy(&src.join("1_Pooling"), &dest.join("1_Pooling"));
+        dest
+    })
+    .clone()
+}
+
+#[test]
+fn sample_collection_index_search_replace_delete() {
+    let dir = temp_dir("pipe-sample");
+    let coll = dir.join("c");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/collection.jsonl");
+    let c = coll.to_str().unwrap();
+    crossrank(&[
+        "index",
+        "--collection",
+        c,
+        "--input",
+        sample.to_str().unwrap(),
+        "--embedder",
+        embedder().to_str().unwrap(),
+    ]);
+    for r in ["bm25", "dense", "hybrid"] {
+        let v = crossrank(&[
+            "search",
+            "--collection",
+            c,
+            "-q",
+            "which coral reef is the largest",
+            "--retriever",
+            r,
+            "--top-k",
+            "3",
+            "--json",
+        ]);
+        assert_eq!(v["answerable"], true);
+        assert_eq!(v["results"][0]["id"], "reef", "{r}: {v}");
+        let b = &v["results"][0]["breakdown"];
+        let want = 0.6 * b["relevance"].as_f64().unwrap()
+            + 0.15 * b["freshness"].as_f64().unwrap()
+            + 0.15 * b["authority"].as_f64().unwrap()
+            + 0.1 * b["diversity"].as_f64().unwrap();
+        assert!((v["results"][0]["score"].as_f64().unwrap() - want).abs() < 1e-9);
+        for t in ["retrieve", "rerank", "fuse"] {
+            assert!(v["timings_ms"][t].as_f64().unwrap() >= 0.0);
+        }
+    }
+    // Diversity: the second chunk of the same parent document carries the penalty.
+    let v = crossrank(&[
+        "search",
+        "--collection",
+        c,
+        "-q",
+        "how does a cross-encoder rerank candidates",
+        "--top-k",
+        "3",
+        "--json",
+    ]);
+    let ids: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[..2], ["rerank-1", "rerank-2"]);
+    assert_eq!(v["results"][0]["breakdown"]["diversity"], 1.0);
+    assert_eq!(v["results"][1]["breakdown"]["diversity"], 0.0, "{ids:?}");
+    assert_eq!(v["results"][1]["doc_id"], "rerank");
+    // Off-topic: abstains with the best candidate named.
+    let v = crossrank(&[
+        "search",
+        "--collection",
+        c,
+        "-q",
+        "what is the boiling point of mercury",
+        "--min-score",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(v["answerable"], false, "{v}");
+    assert!(
+        v["results"].as_array().unwrap().is_empty() && v["best"]["score"].as_f64().unwrap() < 0.5
+    );
+    // Replace and delete.
+    let upd = dir.join("upd.jsonl");
+    std::fs::write(
+        &upd,
+        "{\"id\": \"reef\", \"text\": \"Replaced text about volcanoes.\"}\n",
+    )
+    .unwrap();
+    crossrank(&["index", "--collection", c, "--input", upd.to_str().unwrap()]);
+    crossrank(&["index", "--collection", c, "--delete", "eiffel"]);
+    let col = Collection::open(&coll, None, false).unwrap();
+    assert_eq!(col.len(), 7);
+    assert_eq!(
+        col.get("reef").unwrap().unwrap().text,
+        "Replaced text about volcanoes."
+    );
+    assert!(col.get("eiffel").unwrap().is_none());
+    // Bad input names the line.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": \"x\", \"text\": \"ok\"}\n{\"id\": \"y\"}\n").unwrap();
+    let out = Command::new(bin())
+        .args(["index", "--collection", c, "--input", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kill_9_after_a_reported_commit_loses_nothing() {
+    let dir = temp_dir("pipe-crash");
+    let input = dir.join("docs.jsonl");
+    let text: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"doc-{i}\", \"text\": \"document number {i} about topic {}\"}}\n",
+                i % 97
+            )
+        })
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let coll = dir.join("c");
+    let mut child = Command::new(bin())
+        .args([
+            "index",
+            "--collection",
+            coll.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--batch",
+            "500",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acknowledged = 0usize;
+    while let Some(Ok(l)) = lines.next() {
+        if let Some(rest) = l.strip_prefix("committed ") {
+            acknowledged = rest.split_whitespace().next().unwrap().parse().unwrap();
+            if acknowledged >= 1000 {
+                break;
+            }
+        }
+    }
+    assert!(acknowledged >= 1000);
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    let c = Collection::open(&coll, None, false).unwrap();
+    assert!(
+        c.len() as usize >= acknowledged,
+        "{} < {acknowledged}",
+        c.len()
+    );
+    for i in (0..acknowledged).step_by(37).chain([acknowledged - 1]) {
+        assert!(
+            c.get(&format!("doc-{i}")).unwrap().is_some(),
+            "acknowledged doc-{i} lost"
+        );
+    }
+}
+
+#[test]
+fn scifact_subset_quality_of_every_configuration() {
+    // 50 test claims, their judged abstracts plus the first 1,500 other abstracts.
+    let b = crossrank_eval::datasets::beir(&shared().join("data/scifact"), "test").unwrap();
+    let queries: Vec<(String, String)> = b.queries.iter().take(50).cloned().collect();
+    let judged: std::collections::HashSet<&str> = queries
+        .iter()
+        .flat_map(|(q, _)| b.qrels[q].keys().map(String::as_str))
+        .collect();
+    let mut others = 0;
+    let docs: Vec<DocInput> = b
+        .corpus
+        .iter()
+        .filter(|(id, _)| {
+            let keep = judged.contains(id.as_str()) || others < 1500;
+            if !judged.contains(id.as_str()) && keep {
+                others += 1;
+            }
+            keep
+        })
+        .map(|(id, text)| DocInput {
+            id: id.clone(),
+            text: text.clone(),
+            title: None,
+            source: None,
+            updated_at: None,
+            doc_id: None,
+            metadata: None,
+        })
+        .collect();
+    let dir = temp_dir("pipe-scifact");
+    let mut c = Collection::open(&dir, Some(&embedder()), true).unwrap();
+    for part in docs.chunks(400) {
+        c.upsert(part).unwrap();
+    }
+    let spec = MetricSpec {
+        ks: vec![10, 50],
+        level: 1,
+    };
+    let mut table = Vec::new();
+    let mut recall = std::collections::HashMap::new();
+    let mut hybrid_lists = Vec::new();
+    for (name, r) in [
+        ("bm25", Retriever::Bm25),
+        ("dense", Retriever::Dense),
+        ("hybrid", Retriever::Hybrid(HybridMode::default())),
+    ] {
+        let mut run = Run::new();
+        for (qid, text) in &queries {
+            let hits = c.retrieve(text, r, 50).unwrap();
+            if name == "hybrid" {
+                hybrid_lists.push((qid.clone(), text.clone(), hits.clone()));
+            }
+            run.insert(
+                qid.clone(),
+                hits.into_iter().map(|(d, s)| (d, s as f64)).collect(),
+            );
+        }
+        let e = evaluate(&run, &b.qrels, &spec).mean;
+        recall.insert(name, e["recall@50"]);
+        table.push((name, e["ndcg@10"], e["recall@50"]));
+    }
+    // hybrid + rerank of the top 20.
+    let model = CrossEncoder::load(
+        &shared().join("models/minilm-l6-rerank"),
+        CrossEncoderOptions::default(),
+    )
+    .unwrap();
+    let texts: std::collections::HashMap<&str, &str> = docs
+        .iter()
+        .map(|d| (d.id.as_str(), d.text.as_str()))
+        .collect();
+    let mut run = Run::new();
+    for (qid, q, hits) in &hybrid_lists {
+        let top: Vec<(&str, &str)> = hits
+            .iter()
+            .take(20)
+            .map(|(d, _)| (q.as_str(), texts[d.as_str()]))
+            .collect();
+        let preds = model.predict(&top).unwrap();
+        let mut ranked: Vec<(String, f64)> = hits
+            .iter()
+            .take(20)
+            .zip(&preds)
+            .map(|((d, _), p)| (d.clone(), 100.0 + p.logits[0] as f64))
+            .collect();
+        ranked.extend(
+            hits.iter()
+                .skip(20)
+                .enumerate()
+                .map(|(i, (d, _))| (d.clone(), -(i as f64))),
+        );
+        run.insert(qid.clone(), ranked);
+    }
+    let e = evaluate(&run, &b.qrels, &spec).mean;
+    table.push(("hybrid+rerank", e["ndcg@10"], e["recall@50"]));
+    for (name, ndcg, rec) in &table {
+        eprintln!("scifact subset {name}: ndcg@10 {ndcg:.4} recall@50 {rec:.4}");
+        assert!(*ndcg >= 0.5, "{name}: nDCG@10 {ndcg}");
+    }
+    assert!(
+        recall["hybrid"] >= recall["bm25"],
+        "recall@50 hybrid {} < bm25 {}",
+        recall["hybrid"],
+        recall["bm25"]
+    );
+}
