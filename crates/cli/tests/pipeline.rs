@@ -325,3 +325,100 @@ fn scifact_subset_quality_of_every_configuration() {
         recall["bm25"]
     );
 }
+
+#[test]
+fn server_collection_routes() {
+    let dir = temp_dir("pipe-server");
+    let emb = embedder();
+    let srv = Server::start(&[
+        "--collections",
+        dir.to_str().unwrap(),
+        "--embedder",
+        emb.to_str().unwrap(),
+    ]);
+    let sample: Vec<Value> = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/collection.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let (st, v, _) = srv.post(
+        "/v1/collections/demo/documents",
+        &serde_json::json!({"documents": sample}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["indexed"], 8);
+    let (st, v, _) = srv.post(
+        "/v1/collections/demo/search",
+        &serde_json::json!({"query": "which coral reef is the largest", "top_k": 3, "candidates": 8, "retriever": "hybrid", "filters": null, "fusion": null, "min_score": null}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["answerable"], true);
+    assert_eq!(v["results"][0]["id"], "reef");
+    assert!(v["results"][0]["breakdown"]["relevance"].as_f64().unwrap() > 0.5);
+    for t in ["retrieve", "rerank", "fuse"] {
+        assert!(v["timings_ms"][t].is_number());
+    }
+    // Filters, fusion weights per request, abstention.
+    let (_, v, _) = srv.post(
+        "/v1/collections/demo/search",
+        &serde_json::json!({"query": "how does ranking work", "retriever": "bm25", "filters": {"source": "docs"}}),
+    );
+    assert!(
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["source"] == "docs"),
+        "{v}"
+    );
+    let (_, v, _) = srv.post(
+        "/v1/collections/demo/search",
+        &serde_json::json!({"query": "what is the boiling point of mercury", "min_score": 0.5}),
+    );
+    assert_eq!(v["answerable"], false);
+    assert!(v["best"]["score"].as_f64().unwrap() < 0.5);
+    // Delete, then the document is gone; errors.
+    let c = Server::client();
+    let r = c
+        .delete(format!("{}/v1/collections/demo/documents/reef", srv.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = c
+        .delete(format!("{}/v1/collections/demo/documents/reef", srv.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let (_, v, _) = srv.post(
+        "/v1/collections/demo/search",
+        &serde_json::json!({"query": "which coral reef is the largest", "retriever": "bm25"}),
+    );
+    assert!(v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["id"] != "reef"));
+    let (st, _, _) = srv.post(
+        "/v1/collections/nope/search",
+        &serde_json::json!({"query": "x"}),
+    );
+    assert_eq!(st, 404);
+    let (st, v, _) = srv.post(
+        "/v1/collections/bad%20name/documents",
+        &serde_json::json!({"documents": sample}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v, _) = srv.post(
+        "/v1/collections/demo/search",
+        &serde_json::json!({"query": ""}),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("empty"));
+    let (st, _, _) = srv.post(
+        "/v1/collections/demo/documents",
+        &serde_json::json!({"documents": [{"text": "no id"}]}),
+    );
+    assert_eq!(st, 422);
+}

@@ -4,6 +4,7 @@ pub mod bm25;
 pub mod collection;
 pub mod dense;
 pub mod hybrid;
+pub mod pipeline;
 
 /// Errors of the retrievers.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum RetrieveError {
     /// A document or option is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The reranker failed.
+    #[error(transparent)]
+    Rank(#[from] crossrank_rank::RankError),
 }
 
 /// Result type of this crate.

@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub auto_truncate: bool,
     /// Engine threads per model (default: all cores).
     pub threads: Option<usize>,
+    /// Directory of the search collections (`/v1/collections/...`); none disables the routes.
+    pub collections_dir: Option<std::path::PathBuf>,
+    /// Bi-encoder directory for new collections (dense and hybrid retrieval).
+    pub embedder: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +65,8 @@ impl Default for ServerConfig {
             request_timeout_ms: 120_000,
             auto_truncate: true,
             threads: None,
+            collections_dir: None,
+            embedder: None,
         }
     }
 }

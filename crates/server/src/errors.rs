@@ -20,7 +20,9 @@ pub enum Dialect {
 impl Dialect {
     /// The dialect of a request path.
     pub fn of_path(path: &str) -> Self {
-        if path == "/rerank" {
+        if path.starts_with("/v1/collections/") {
+            Dialect::Plain
+        } else if path == "/rerank" {
             Dialect::Tei
         } else if path.starts_with("/v1/") {
             Dialect::V1

@@ -43,6 +43,13 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// Open search collections by name.
+    pub collections: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            Arc<std::sync::Mutex<crossrank_retrieve::collection::Collection>>,
+        >,
+    >,
 }
 
 impl AppState {
@@ -103,6 +110,7 @@ impl AppState {
             models,
             config,
             metrics,
+            collections: Default::default(),
         })
     }
 

@@ -46,6 +46,12 @@ pub struct Args {
     /// Truncation length of the models given with --model.
     #[arg(long)]
     pub max_length: Option<usize>,
+    /// Directory of search collections served under /v1/collections/{name}/...
+    #[arg(long)]
+    pub collections: Option<PathBuf>,
+    /// Bi-encoder for new collections (dense / hybrid retrieval).
+    #[arg(long)]
+    pub embedder: Option<PathBuf>,
 }
 
 fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
@@ -124,6 +130,12 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     }
     if args.threads.is_some() {
         c.threads = args.threads;
+    }
+    if args.collections.is_some() {
+        c.collections_dir = args.collections.clone();
+    }
+    if args.embedder.is_some() {
+        c.embedder = args.embedder.clone();
     }
     if c.max_batch_tokens < 512 {
         bail!("--max-batch-tokens must be at least 512 (one full-length pair)");

@@ -1,5 +1,6 @@
 //! HTTP routes: one file per API dialect, plus health / info / metrics / OpenAPI.
 
+pub mod collections;
 pub mod meta;
 pub mod tei;
 pub mod v1;
@@ -26,6 +27,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rerank", post(tei::rerank))
         .route("/v1/rerank", post(v1::rerank))
         .route("/v2/rerank", post(v2::rerank))
+        .route(
+            "/v1/collections/{name}/documents",
+            post(collections::upsert),
+        )
+        .route(
+            "/v1/collections/{name}/documents/{id}",
+            axum::routing::delete(collections::delete),
+        )
+        .route("/v1/collections/{name}/search", post(collections::search))
         .route("/health", get(meta::health))
         .route("/info", get(meta::info))
         .route("/metrics", get(meta::metrics))

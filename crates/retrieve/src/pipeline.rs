@@ -1,0 +1,253 @@
+//! The two-stage search over a collection: first stage, rerank, fusion, abstention, with the
+//! time of each stage. The reranker is a closure so that the CLI (a `Reranker`) and the server
+//! (its batching queue) share this code.
+
+use crate::collection::{Collection, Retriever, StoredDoc};
+use crate::hybrid::HybridMode;
+use crate::{Result, RetrieveError};
+use crossrank_rank::fusion::{abstain, Breakdown, FusionConfig, FusionInput};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Exact-match filters applied to first-stage candidates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Filters {
+    /// Keep only this source.
+    pub source: Option<String>,
+    /// Keep only chunks of this parent document.
+    pub doc_id: Option<String>,
+    /// Keep only documents whose metadata has these key/value pairs.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Filters {
+    fn is_empty(&self) -> bool {
+        self.source.is_none() && self.doc_id.is_none() && self.metadata.is_empty()
+    }
+    fn keep(&self, d: &StoredDoc) -> bool {
+        self.source
+            .as_ref()
+            .is_none_or(|s| d.source.as_ref() == Some(s))
+            && self.doc_id.as_ref().is_none_or(|s| &d.doc_id == s)
+            && self
+                .metadata
+                .iter()
+                .all(|(k, v)| d.metadata.as_ref().and_then(|m| m.get(k)) == Some(v))
+    }
+}
+
+/// A search request (CLI flags or the server's JSON body); every field but the query has a
+/// default.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SearchRequest {
+    /// The query.
+    pub query: String,
+    /// Results returned.
+    pub top_k: usize,
+    /// First-stage candidates reranked.
+    pub candidates: usize,
+    /// "bm25", "dense" or "hybrid".
+    pub retriever: String,
+    /// Filters on the candidates.
+    pub filters: Filters,
+    /// Fusion settings.
+    pub fusion: FusionConfig,
+    /// Abstain when no candidate's relevance reaches this.
+    pub min_score: Option<f64>,
+}
+
+impl Default for SearchRequest {
+    fn default() -> Self {
+        SearchRequest {
+            query: String::new(),
+            top_k: 10,
+            candidates: 50,
+            retriever: "hybrid".into(),
+            filters: Filters::default(),
+            fusion: FusionConfig::default(),
+            min_score: None,
+        }
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    /// Id.
+    pub id: String,
+    /// Parent document.
+    pub doc_id: String,
+    /// Fused score.
+    pub score: f64,
+    /// Every signal.
+    pub breakdown: Breakdown,
+    /// Text.
+    pub text: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Source.
+    pub source: Option<String>,
+    /// Date.
+    pub updated_at: Option<String>,
+    /// Metadata.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Milliseconds per stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    /// First stage (and fetching the candidates).
+    pub retrieve: f64,
+    /// Reranking.
+    pub rerank: f64,
+    /// Fusion and abstention.
+    pub fuse: f64,
+}
+
+/// The best candidate, named when abstaining.
+#[derive(Debug, Clone, Serialize)]
+pub struct Best {
+    /// Id.
+    pub id: String,
+    /// Its relevance.
+    pub score: f64,
+    /// Its text.
+    pub text: String,
+}
+
+/// A search answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResponse {
+    /// Whether a candidate reaches `min_score` (always true without one, if any candidate).
+    pub answerable: bool,
+    /// The most relevant candidate.
+    pub best: Option<Best>,
+    /// Results, best first.
+    pub results: Vec<SearchHit>,
+    /// Time per stage.
+    pub timings_ms: Timings,
+}
+
+/// Parses a retriever name.
+pub fn retriever(name: &str) -> Result<Retriever> {
+    Ok(match name {
+        "bm25" => Retriever::Bm25,
+        "dense" => Retriever::Dense,
+        "hybrid" => Retriever::Hybrid(HybridMode::default()),
+        other => {
+            return Err(RetrieveError::Invalid(format!(
+                "retriever must be bm25, dense or hybrid, not {other:?}"
+            )))
+        }
+    })
+}
+
+/// Runs the pipeline; `rerank(query, texts)` returns a relevance in [0, 1] per text.
+pub fn search(
+    c: &mut Collection,
+    req: &SearchRequest,
+    now_unix: i64,
+    rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
+) -> Result<SearchResponse> {
+    if req.query.trim().is_empty() {
+        return Err(RetrieveError::Invalid("the query is empty".into()));
+    }
+    if req.top_k == 0 || req.candidates == 0 {
+        return Err(RetrieveError::Invalid(
+            "top_k and candidates must be >= 1".into(),
+        ));
+    }
+    let r = retriever(&req.retriever)?;
+    let t0 = Instant::now();
+    // Filters apply after the first stage, so look deeper when filtering.
+    let depth = if req.filters.is_empty() {
+        req.candidates
+    } else {
+        req.candidates * 10
+    };
+    let mut docs = Vec::with_capacity(req.candidates);
+    for (id, _) in c.retrieve(&req.query, r, depth)? {
+        if let Some(d) = c.get(&id)? {
+            if req.filters.keep(&d) {
+                docs.push(d);
+                if docs.len() == req.candidates {
+                    break;
+                }
+            }
+        }
+    }
+    let t1 = Instant::now();
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| match &d.title {
+            Some(t) if !t.is_empty() => format!("{t} {}", d.text),
+            _ => d.text.clone(),
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let relevance = if refs.is_empty() {
+        Vec::new()
+    } else {
+        rerank(&req.query, &refs)?
+    };
+    if relevance.len() != docs.len() {
+        return Err(RetrieveError::Invalid(format!(
+            "the reranker scored {} of {} candidates",
+            relevance.len(),
+            docs.len()
+        )));
+    }
+    let t2 = Instant::now();
+    let inputs: Vec<FusionInput> = docs
+        .iter()
+        .zip(&relevance)
+        .map(|(d, s)| FusionInput {
+            id: d.id.clone(),
+            doc_id: d.doc_id.clone(),
+            relevance: *s,
+            age_days: d.age_days(now_unix),
+            source: d.source.clone(),
+        })
+        .collect();
+    let mut fused = req.fusion.fuse(&inputs);
+    let decision = abstain(&relevance, req.min_score.unwrap_or(f64::NEG_INFINITY));
+    if let Some(m) = req.min_score {
+        fused.retain(|f| f.breakdown.relevance >= m);
+    }
+    fused.truncate(req.top_k);
+    let results = fused
+        .into_iter()
+        .map(|f| {
+            let d = &docs[f.index];
+            SearchHit {
+                id: d.id.clone(),
+                doc_id: d.doc_id.clone(),
+                score: f.breakdown.score,
+                breakdown: f.breakdown,
+                text: d.text.clone(),
+                title: d.title.clone(),
+                source: d.source.clone(),
+                updated_at: d.updated_at.clone(),
+                metadata: d.metadata.clone(),
+            }
+        })
+        .collect();
+    let t3 = Instant::now();
+    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+    Ok(SearchResponse {
+        answerable: decision.answerable,
+        best: decision.best_index.map(|i| Best {
+            id: docs[i].id.clone(),
+            score: decision.best_score,
+            text: docs[i].text.clone(),
+        }),
+        results,
+        timings_ms: Timings {
+            retrieve: ms(t0, t1),
+            rerank: ms(t1, t2),
+            fuse: ms(t2, t3),
+        },
+    })
+}
