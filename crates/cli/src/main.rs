@@ -32,6 +32,8 @@ enum Command {
     Search(commands::search::Args),
     /// Pick the abstention threshold (min_score) for a target precision from labelled data.
     Calibrate(commands::calibrate::Args),
+    /// First-stage speed on a generated collection: dense (HNSW) and BM25 p50, HNSW recall.
+    BenchRetrieval(commands::bench_retrieval::Args),
     /// Serve the TEI, Cohere v1/v2, Jina and Voyage rerank APIs over HTTP.
     Serve(commands::serve::Args),
     /// Load a running server at several concurrencies and report requests/s and latency.
@@ -49,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Calibrate(a) => commands::calibrate::run(a),
         Command::Index(a) => commands::index::run(a),
         Command::Search(a) => commands::search::run(a),
+        Command::BenchRetrieval(a) => commands::bench_retrieval::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::Loadtest(a) => commands::loadtest::run(a),
     };
