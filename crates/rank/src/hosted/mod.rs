@@ -412,6 +412,11 @@ pub(crate) fn parse_results(
         .get(key)
         .and_then(|r| r.as_array())
         .ok_or_else(|| format!("the response has no \"{key}\" list"))?;
+    parse_items(arr, score_key)
+}
+
+/// (index, score) from a list of result objects.
+pub(crate) fn parse_items(arr: &[Value], score_key: &str) -> Result<Vec<(usize, f32)>, String> {
     arr.iter()
         .map(|r| {
             let i = r

@@ -1,7 +1,7 @@
 //! Text Embeddings Inference: `POST URL/rerank` `{query, texts, truncate: true}` ->
 //! `[{index, score}]`. TEI's default `--max-client-batch-size` is 32, so calls carry 32 texts.
 
-use super::Provider;
+use super::{parse_items, Provider};
 use serde_json::{json, Value};
 
 pub(crate) struct Tei {
@@ -31,22 +31,11 @@ impl Provider for Tei {
         json!({"query": query, "texts": docs, "truncate": true, "raw_scores": false})
     }
     fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String> {
-        let arr = v
-            .as_array()
-            .ok_or("the response is not a list of {index, score}")?;
-        arr.iter()
-            .map(|r| {
-                let i = r
-                    .get("index")
-                    .and_then(|x| x.as_u64())
-                    .ok_or("a result has no integer \"index\"")?;
-                let s = r
-                    .get("score")
-                    .and_then(|x| x.as_f64())
-                    .ok_or("a result has no numeric \"score\"")?;
-                Ok((i as usize, s as f32))
-            })
-            .collect()
+        parse_items(
+            v.as_array()
+                .ok_or("the response is not a list of {index, score}")?,
+            "score",
+        )
     }
     fn max_documents(&self) -> usize {
         32
