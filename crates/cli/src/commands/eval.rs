@@ -37,6 +37,16 @@ pub struct Args {
     /// BEIR split.
     #[arg(long, default_value = "test")]
     pub split: String,
+    /// BEIR first stage: bm25 (in memory), or dense / hybrid over a collection built with
+    /// --embedder in a temporary directory.
+    #[arg(long, default_value = "bm25")]
+    pub retriever: String,
+    /// Bi-encoder for --retriever dense / hybrid.
+    #[arg(long)]
+    pub embedder: Option<PathBuf>,
+    /// First-stage depth (default: the largest --candidates).
+    #[arg(long)]
+    pub depth: Option<usize>,
     /// Candidate counts to rerank (sweep); the largest is used for the stage comparison.
     #[arg(long, value_delimiter = ',', default_value = "10,20,30,50,100")]
     pub candidates: Vec<usize>,
@@ -99,23 +109,61 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
     if let Some(n) = args.max_queries {
         b.queries.truncate(n);
     }
-    eprintln!(
-        "indexing {} documents of {} with BM25",
-        b.corpus.len(),
-        b.name
-    );
-    let index =
-        crossrank_retrieve::bm25::Bm25Index::build_in_ram(b.corpus.iter().map(|(i, t)| (i, t)))?;
     let texts: std::collections::HashMap<&str, &str> = b
         .corpus
         .iter()
         .map(|(i, t)| (i.as_str(), t.as_str()))
         .collect();
-    let depth = args.candidates.iter().copied().max().unwrap_or(100);
+    let depth = args
+        .depth
+        .unwrap_or_else(|| args.candidates.iter().copied().max().unwrap_or(100));
+    let tmp = std::env::temp_dir().join(format!("crossrank-beir-{}", std::process::id()));
+    let mut first: Box<dyn FnMut(&str) -> Result<Vec<(String, f32)>>> = if args.retriever == "bm25"
+    {
+        eprintln!(
+            "indexing {} documents of {} with BM25",
+            b.corpus.len(),
+            b.name
+        );
+        let index = crossrank_retrieve::bm25::Bm25Index::build_in_ram(
+            b.corpus.iter().map(|(i, t)| (i, t)),
+        )?;
+        Box::new(move |q| Ok(index.search(q, depth)?))
+    } else {
+        let r = crossrank_retrieve::pipeline::retriever(&args.retriever)?;
+        let emb = args
+            .embedder
+            .as_deref()
+            .context("--retriever dense / hybrid needs --embedder DIR")?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        eprintln!(
+            "embedding {} documents of {} into {}",
+            b.corpus.len(),
+            b.name,
+            tmp.display()
+        );
+        let mut c = crossrank_retrieve::collection::Collection::open(&tmp, Some(emb), true)?;
+        let docs: Vec<crossrank_retrieve::collection::DocInput> = b
+            .corpus
+            .iter()
+            .map(|(id, text)| crossrank_retrieve::collection::DocInput {
+                id: id.clone(),
+                text: text.clone(),
+                title: None,
+                source: None,
+                updated_at: None,
+                doc_id: None,
+                metadata: None,
+            })
+            .collect();
+        for part in docs.chunks(512) {
+            c.upsert(part)?;
+        }
+        Box::new(move |q| Ok(c.retrieve(q, r, depth)?))
+    };
     let mut queries = Vec::with_capacity(b.queries.len());
     for (qid, text) in &b.queries {
-        let candidates = index
-            .search(text, depth)?
+        let candidates = first(text)?
             .into_iter()
             .map(|(docid, score)| datasets::Candidate {
                 text: texts
@@ -134,7 +182,12 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         });
     }
     Ok(RerankSet {
-        name: format!("{} ({}, BM25 top {depth})", b.name, args.split),
+        name: format!(
+            "{} ({}, {} top {depth})",
+            b.name,
+            args.split,
+            args.retriever.to_uppercase()
+        ),
         queries,
         qrels: b.qrels,
     })
