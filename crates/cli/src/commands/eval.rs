@@ -103,6 +103,9 @@ fn load(args: &Args) -> Result<(RerankSet, i32)> {
     bail!("give --rerank-file FILE --qrels QRELS, --wikiqa FILE or --beir DIR")
 }
 
+/// A first stage: query -> (doc id, score), best first.
+type FirstStage = Box<dyn FnMut(&str) -> Result<Vec<(String, f32)>>>;
+
 /// BM25 over the corpus gives each query its candidates.
 fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
     let mut b = datasets::beir(dir, &args.split)?;
@@ -118,8 +121,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         .depth
         .unwrap_or_else(|| args.candidates.iter().copied().max().unwrap_or(100));
     let tmp = std::env::temp_dir().join(format!("crossrank-beir-{}", std::process::id()));
-    let mut first: Box<dyn FnMut(&str) -> Result<Vec<(String, f32)>>> = if args.retriever == "bm25"
-    {
+    let mut first: FirstStage = if args.retriever == "bm25" {
         eprintln!(
             "indexing {} documents of {} with BM25",
             b.corpus.len(),
