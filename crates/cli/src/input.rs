@@ -70,3 +70,16 @@ fn kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Object(_) => "an object",
     }
 }
+
+/// Reads `{"query", "passage"}` objects, one per line, from a file (or stdin for `-`).
+pub fn read_pairs(path: &str) -> Result<(String, Vec<(String, String)>)> {
+    let (name, text) = read_source(Some(path))?;
+    let mut pairs = Vec::new();
+    for (line, obj) in jsonl_objects(&name, &text)? {
+        pairs.push((
+            string_field(&name, line, &obj, "query")?.to_string(),
+            string_field(&name, line, &obj, "passage")?.to_string(),
+        ));
+    }
+    Ok((name, pairs))
+}

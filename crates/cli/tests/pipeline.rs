@@ -238,15 +238,7 @@ fn scifact_subset_quality_of_every_configuration() {
             }
             keep
         })
-        .map(|(id, text)| DocInput {
-            id: id.clone(),
-            text: text.clone(),
-            title: None,
-            source: None,
-            updated_at: None,
-            doc_id: None,
-            metadata: None,
-        })
+        .map(|(id, text)| DocInput::new(id, text))
         .collect();
     let dir = temp_dir("pipe-scifact");
     let mut c = Collection::open(&dir, Some(&embedder()), true).unwrap();

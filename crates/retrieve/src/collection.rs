@@ -42,6 +42,21 @@ pub struct DocInput {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl DocInput {
+    /// A document with only an id and a text.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        DocInput {
+            id: id.into(),
+            text: text.into(),
+            title: None,
+            source: None,
+            updated_at: None,
+            doc_id: None,
+            metadata: None,
+        }
+    }
+}
+
 /// A stored document.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredDoc {
@@ -441,15 +456,7 @@ mod tests {
     use super::*;
 
     fn d(id: &str, text: &str) -> DocInput {
-        DocInput {
-            id: id.into(),
-            text: text.into(),
-            title: None,
-            source: None,
-            updated_at: None,
-            doc_id: None,
-            metadata: None,
-        }
+        DocInput::new(id, text)
     }
 
     #[test]

@@ -130,6 +130,14 @@ pub struct SearchResponse {
     pub timings_ms: Timings,
 }
 
+/// Seconds since the Unix epoch (the "now" freshness is measured from).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Parses a retriever name.
 pub fn retriever(name: &str) -> Result<Retriever> {
     Ok(match name {

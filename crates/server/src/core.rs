@@ -49,6 +49,11 @@ pub struct DocScore {
     pub logit: f32,
 }
 
+/// Sorts by score, best first; ties keep input order (every dialect answers in this order).
+pub fn best_first(scores: &mut [DocScore]) {
+    scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+}
+
 /// Scores in input order plus accounting.
 pub struct RerankOutcome {
     /// Name of the model used.

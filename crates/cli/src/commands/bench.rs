@@ -1,6 +1,6 @@
 //! `crossrank bench`: latency of whole rerank requests (tokenisation included).
 
-use crate::input::{jsonl_objects, read_source, string_field};
+use crate::input::read_pairs;
 use crate::model_spec::{ModelArgs, QuantizeArg};
 use anyhow::{bail, Result};
 use crossrank_engine::kernels::peak;
@@ -43,15 +43,7 @@ fn cpu_clock_ghz() -> Option<f64> {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let (name, text) = read_source(Some(&args.workload))?;
-    let objs = jsonl_objects(&name, &text)?;
-    let mut pairs = Vec::new();
-    for (line, obj) in &objs {
-        pairs.push((
-            string_field(&name, *line, obj, "query")?,
-            string_field(&name, *line, obj, "passage")?,
-        ));
-    }
+    let (name, pairs) = read_pairs(&args.workload)?;
     if pairs.is_empty() || args.repeat == 0 {
         bail!("{name}: nothing to time (empty workload or --repeat 0)");
     }

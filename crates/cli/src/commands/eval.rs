@@ -148,15 +148,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         let docs: Vec<crossrank_retrieve::collection::DocInput> = b
             .corpus
             .iter()
-            .map(|(id, text)| crossrank_retrieve::collection::DocInput {
-                id: id.clone(),
-                text: text.clone(),
-                title: None,
-                source: None,
-                updated_at: None,
-                doc_id: None,
-                metadata: None,
-            })
+            .map(|(id, text)| crossrank_retrieve::collection::DocInput::new(id, text))
             .collect();
         for part in docs.chunks(512) {
             c.upsert(part)?;

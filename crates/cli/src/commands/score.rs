@@ -1,6 +1,6 @@
 //! `crossrank score`: CrossEncoder.predict over a JSONL file of pairs.
 
-use crate::input::{jsonl_objects, read_source, string_field};
+use crate::input::read_pairs;
 use crate::model_spec::ModelArgs;
 use anyhow::Result;
 use std::io::{BufWriter, Write};
@@ -17,15 +17,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let (name, text) = read_source(Some(&args.pairs))?;
-    let objs = jsonl_objects(&name, &text)?;
-    let mut pairs = Vec::with_capacity(objs.len());
-    for (line, obj) in &objs {
-        pairs.push((
-            string_field(&name, *line, obj, "query")?,
-            string_field(&name, *line, obj, "passage")?,
-        ));
-    }
+    let (_, pairs) = read_pairs(&args.pairs)?;
     let model = args.model.load()?;
     let preds = model.predict(&pairs)?;
     let mut out = BufWriter::new(std::io::stdout().lock());

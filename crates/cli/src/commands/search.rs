@@ -4,7 +4,7 @@ use crate::model_spec::ModelArgs;
 use anyhow::{bail, Context, Result};
 use crossrank_rank::fusion::FusionConfig;
 use crossrank_retrieve::collection::{Collection, Retriever};
-use crossrank_retrieve::pipeline::{retriever, search, SearchRequest};
+use crossrank_retrieve::pipeline::{now_unix, retriever, search, SearchRequest};
 use std::path::PathBuf;
 
 /// Arguments of `search`.
@@ -39,14 +39,6 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Runs the command.

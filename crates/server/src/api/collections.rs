@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
 use crossrank_retrieve::collection::{Collection, DocInput};
-use crossrank_retrieve::pipeline::{search as run_search, SearchRequest};
+use crossrank_retrieve::pipeline::{now_unix, search as run_search, SearchRequest};
 use crossrank_retrieve::RetrieveError;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -147,10 +147,7 @@ pub async fn search(
             let c = collection(&state, &name, false)?;
             let st = state.clone();
             let handle = tokio::runtime::Handle::current();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = now_unix();
             tokio::task::spawn_blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let mut api_err = None;

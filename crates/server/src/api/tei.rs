@@ -4,7 +4,7 @@
 //! `[{index, score, text?}]` sorted by score, best first.
 
 use super::{json_body, Fields};
-use crate::core::{rerank as score, LongDocs, RerankJob};
+use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -71,7 +71,7 @@ async fn handle(
     };
     let texts = job.documents.clone();
     let mut out = score(state, job).await?.scores;
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    best_first(&mut out);
     Ok(Value::Array(
         out.iter()
             .map(|s| {

@@ -6,7 +6,7 @@
 //! return_documents?, rank_fields?, max_chunks_per_doc?, max_tokens_per_doc?, truncation?}`.
 
 use super::{json_body, request_id, search_units, Fields};
-use crate::core::{rerank as score, LongDocs, RerankJob};
+use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -114,7 +114,7 @@ async fn handle(
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
-    scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    best_first(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
     let results: Vec<Value> = scores
         .iter()

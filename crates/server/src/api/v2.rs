@@ -3,7 +3,7 @@
 
 use super::v1::{document_texts, DEFAULT_MAX_CHUNKS, DEFAULT_MAX_TOKENS};
 use super::{json_body, request_id, search_units, Fields};
-use crate::core::{rerank as score, LongDocs, RerankJob};
+use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -49,7 +49,7 @@ async fn handle(
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
-    scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    best_first(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
     let results: Vec<Value> = scores
         .iter()
