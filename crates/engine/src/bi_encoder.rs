@@ -152,6 +152,10 @@ impl BiEncoder {
     pub fn normalizes(&self) -> bool {
         self.normalize
     }
+    /// The tokenizer (its `max_length` is the model's `max_seq_length`).
+    pub fn tokenizer(&self) -> &PairTokenizer {
+        &self.tokenizer
+    }
 
     /// Embeds texts, in input order.
     pub fn embed<T: AsRef<str> + Sync>(&self, texts: &[T]) -> Result<Vec<Vec<f32>>> {

@@ -196,8 +196,14 @@ pub fn load_docs(path: &Path) -> Result<HashMap<String, String>> {
 
 /// WikiQA (`WikiQA-{dev,test}.tsv[.gz]`): each question's candidate sentences in the given
 /// order as the first stage, `Label` 1 as relevant. Questions without a correct sentence are
-/// left out, as is usual for WikiQA.
+/// left out, as is usual for WikiQA ranking metrics.
 pub fn wikiqa(path: &Path) -> Result<RerankSet> {
+    wikiqa_with(path, false)
+}
+
+/// WikiQA, keeping the questions without a correct sentence when `keep_unanswerable` (what
+/// abstention is calibrated on: a system should decline those).
+pub fn wikiqa_with(path: &Path, keep_unanswerable: bool) -> Result<RerankSet> {
     let bytes = std::fs::read(path).map_err(|source| EvalError::Io {
         path: path.display().to_string(),
         source,
@@ -256,12 +262,75 @@ pub fn wikiqa(path: &Path) -> Result<RerankSet> {
         .into_iter()
         .filter_map(|q| by_q.remove(&q))
         .filter(|q| {
-            qrels
-                .get(&q.qid)
-                .is_some_and(|j| j.values().any(|&g| g > 0))
+            keep_unanswerable
+                || qrels
+                    .get(&q.qid)
+                    .is_some_and(|j| j.values().any(|&g| g > 0))
         })
         .collect();
     qrels.retain(|q, _| queries.iter().any(|x| &x.qid == q));
+    Ok(RerankSet {
+        name: file_name(path),
+        queries,
+        qrels,
+    })
+}
+
+/// Labelled JSONL, one query per line: `{"query": "...", "documents": ["...", ...],
+/// "relevant": [indices of the relevant documents], "id"?: "..."}`. A query may have no
+/// relevant document (it should be declined).
+pub fn labelled_jsonl(path: &Path) -> Result<RerankSet> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        query: String,
+        documents: Vec<String>,
+        #[serde(default)]
+        relevant: Vec<usize>,
+    }
+    let text = read_text(path)?;
+    let mut queries = Vec::new();
+    let mut qrels = Qrels::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let l: Line =
+            serde_json::from_str(line).map_err(|e| parse_err(path, i + 1, e.to_string()))?;
+        if let Some(&bad) = l.relevant.iter().find(|&&r| r >= l.documents.len()) {
+            return Err(parse_err(
+                path,
+                i + 1,
+                format!(
+                    "relevant index {bad} is out of range for {} documents",
+                    l.documents.len()
+                ),
+            ));
+        }
+        let qid =
+            l.id.as_ref()
+                .and_then(id_string)
+                .unwrap_or_else(|| (i + 1).to_string());
+        let judged = qrels.entry(qid.clone()).or_default();
+        for (d, _) in l.documents.iter().enumerate() {
+            judged.insert(d.to_string(), i32::from(l.relevant.contains(&d)));
+        }
+        queries.push(Query {
+            qid,
+            text: l.query,
+            candidates: l
+                .documents
+                .into_iter()
+                .enumerate()
+                .map(|(d, text)| Candidate {
+                    docid: d.to_string(),
+                    text,
+                    score: -(d as f64),
+                })
+                .collect(),
+        });
+    }
     Ok(RerankSet {
         name: file_name(path),
         queries,

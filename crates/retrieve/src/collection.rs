@@ -2,12 +2,17 @@
 //! bi-encoder embedding as stored bytes) in `DIR/index`, and `DIR/collection.json` naming the
 //! embedder. Upserts replace documents with the same id; every call commits, and tantivy's
 //! commit is durable (fsync), so an acknowledged write survives a kill -9.
+//!
+//! Dense search runs on a [`DenseIndex`] (exact below `ann.min_vectors` documents, HNSW
+//! above) kept in memory and saved in `DIR/dense` stamped with the tantivy opstamp it reflects.
+//! The tantivy index stays the source of truth: a missing or stale `DIR/dense` (a kill -9
+//! before it was saved) is rebuilt from the stored embeddings on the next dense search.
 
 use crate::bm25::search_field;
-use crate::dense::DenseIndex;
+use crate::dense::{AnnConfig, DenseIndex};
 use crate::hybrid::{fuse, HybridMode};
 use crate::{Result, RetrieveError};
-use crossrank_engine::BiEncoder;
+use crossrank_engine::{BiEncoder, PairTokenizer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tantivy::collector::TopDocs;
@@ -98,6 +103,9 @@ pub struct Manifest {
     pub embedder: Option<String>,
     /// Embedding width.
     pub dim: Option<usize>,
+    /// When dense search switches from exact to HNSW, and the graph's parameters.
+    #[serde(default)]
+    pub ann: AnnConfig,
 }
 
 struct Fields {
@@ -139,10 +147,22 @@ fn schema() -> (Schema, Fields) {
 pub enum Retriever {
     /// BM25 on tantivy.
     Bm25,
-    /// Exact cosine over the stored embeddings.
+    /// Cosine over the stored embeddings (exact, or HNSW for large collections).
     Dense,
     /// BM25 and dense fused.
     Hybrid(HybridMode),
+}
+
+/// What [`Collection::dense_info`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DenseInfo {
+    /// Live vectors.
+    pub vectors: usize,
+    /// Whether searches use the HNSW graph.
+    pub ann: bool,
+    /// Whether `DIR/dense` holds exactly the in-memory index (false after a rebuild or a write
+    /// not yet flushed).
+    pub saved: bool,
 }
 
 /// An open collection.
@@ -154,6 +174,8 @@ pub struct Collection {
     manifest: Manifest,
     embedder: Option<BiEncoder>,
     dense: Option<DenseIndex>,
+    /// The in-memory dense index has changes not yet in `DIR/dense`.
+    dense_dirty: bool,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> RetrieveError {
@@ -218,6 +240,7 @@ impl Collection {
             manifest,
             embedder,
             dense: None,
+            dense_dirty: false,
         })
     }
 
@@ -236,21 +259,10 @@ impl Collection {
         self.len() == 0
     }
 
-    /// Adds or replaces documents and commits; returns how many were written.
+    /// Adds or replaces documents and commits; returns how many were written. Documents are
+    /// embedded with the collection's bi-encoder, if it has one.
     pub fn upsert(&mut self, docs: &[DocInput]) -> Result<usize> {
-        for d in docs {
-            if d.id.is_empty() {
-                return Err(RetrieveError::Invalid("a document has an empty id".into()));
-            }
-            if let Some(u) = &d.updated_at {
-                if parse_date(u).is_none() {
-                    return Err(RetrieveError::Invalid(format!(
-                        "document {}: updated_at {u:?} is not RFC 3339",
-                        d.id
-                    )));
-                }
-            }
-        }
+        self.validate(docs)?;
         let embeddings = match &self.embedder {
             Some(e) => {
                 let texts: Vec<String> = docs
@@ -266,6 +278,76 @@ impl Collection {
             }
             None => None,
         };
+        self.write(docs, embeddings)
+    }
+
+    /// Adds or replaces documents with embeddings computed elsewhere (one per document, all of
+    /// one width); a collection without a bi-encoder then searches them with
+    /// [`Collection::search_vector`].
+    pub fn upsert_embedded(
+        &mut self,
+        docs: &[DocInput],
+        embeddings: Vec<Vec<f32>>,
+    ) -> Result<usize> {
+        self.validate(docs)?;
+        if embeddings.len() != docs.len() {
+            return Err(RetrieveError::Invalid(format!(
+                "{} documents but {} embeddings",
+                docs.len(),
+                embeddings.len()
+            )));
+        }
+        let dim = self.manifest.dim.or(embeddings.first().map(Vec::len));
+        if let (Some(dim), Some((d, e))) = (
+            dim,
+            docs.iter()
+                .zip(&embeddings)
+                .find(|(_, e)| Some(e.len()) != dim),
+        ) {
+            return Err(RetrieveError::Invalid(format!(
+                "document {}: embedding has {} values, the collection holds {dim}-d vectors",
+                d.id,
+                e.len()
+            )));
+        }
+        if self.manifest.dim.is_none() && dim.is_some() {
+            self.manifest.dim = dim;
+            self.save_manifest()?;
+        }
+        self.write(docs, Some(embeddings))
+    }
+
+    fn save_manifest(&self) -> Result<()> {
+        let mpath = self.dir.join("collection.json");
+        std::fs::write(
+            &mpath,
+            serde_json::to_string_pretty(&self.manifest).unwrap_or_default(),
+        )
+        .map_err(|e| io(&mpath, e))
+    }
+
+    fn validate(&self, docs: &[DocInput]) -> Result<()> {
+        for d in docs {
+            if d.id.is_empty() {
+                return Err(RetrieveError::Invalid("a document has an empty id".into()));
+            }
+            if let Some(u) = &d.updated_at {
+                if parse_date(u).is_none() {
+                    return Err(RetrieveError::Invalid(format!(
+                        "document {}: updated_at {u:?} is not RFC 3339",
+                        d.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, docs: &[DocInput], embeddings: Option<Vec<Vec<f32>>>) -> Result<usize> {
+        // Load the dense index first, so that this write is applied to it in place.
+        if self.manifest.dim.is_some() {
+            self.dense_index()?;
+        }
         let mut writer = self.index.writer_with_num_threads(1, 64_000_000)?;
         let f = &self.f;
         for (i, d) in docs.iter().enumerate() {
@@ -295,8 +377,18 @@ impl Collection {
             writer.add_document(doc)?;
         }
         writer.commit()?;
+        // Let the merge policy finish, so that many small writes do not leave many segments.
+        writer.wait_merging_threads()?;
         self.reader.reload()?;
-        self.dense = None;
+        if let (Some(dense), Some(e)) = (&mut self.dense, &embeddings) {
+            // Later duplicates of an id win, as in the tantivy index.
+            dense.upsert(
+                docs.iter()
+                    .map(|d| d.id.as_str())
+                    .zip(e.iter().map(|v| &v[..])),
+            )?;
+            self.dense_dirty = true;
+        }
         Ok(docs.len())
     }
 
@@ -311,8 +403,15 @@ impl Collection {
             writer.delete_term(Term::from_field_text(self.f.id, id));
         }
         writer.commit()?;
+        // Let the merge policy finish, so that many small writes do not leave many segments.
+        writer.wait_merging_threads()?;
         self.reader.reload()?;
-        self.dense = None;
+        if let Some(dense) = &mut self.dense {
+            for id in ids {
+                dense.remove(id)?;
+            }
+            self.dense_dirty = true;
+        }
         Ok(existed)
     }
 
@@ -343,38 +442,88 @@ impl Collection {
         }
     }
 
-    /// Loads every stored embedding into the in-memory dense index.
+    fn opstamp(&self) -> Result<u64> {
+        Ok(self.index.load_metas()?.opstamp)
+    }
+
+    /// The dense index: in memory, else `DIR/dense` if it matches the tantivy index, else
+    /// rebuilt from the stored embeddings (and saved at the next [`Collection::flush`]).
     fn dense_index(&mut self) -> Result<&DenseIndex> {
         if self.dense.is_none() {
             let dim = self
                 .manifest
                 .dim
                 .ok_or_else(|| RetrieveError::Invalid("the collection has no embeddings".into()))?;
-            let mut d = DenseIndex::new(dim);
-            let searcher = self.reader.searcher();
-            for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-                for doc in seg.doc_ids_alive() {
-                    let td: TantivyDocument =
-                        searcher.doc(tantivy::DocAddress::new(ord as u32, doc))?;
-                    let id = td
-                        .get_first(self.f.id)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_string();
-                    if let Some(bytes) = td.get_first(self.f.embedding).and_then(|v| v.as_bytes()) {
-                        let v: Vec<f32> = bytes
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                            .collect();
-                        if v.len() == dim {
-                            d.push(id, &v);
-                        }
-                    }
-                }
-            }
+            let cfg = self.manifest.ann.clone();
+            let stamp = self.opstamp()?;
+            let saved = DenseIndex::load(&self.dir.join("dense"), dim, cfg.clone(), stamp)?;
+            self.dense_dirty = saved.is_none();
+            let d = match saved {
+                Some(d) => d,
+                None => self.rebuild_dense(dim, cfg)?,
+            };
             self.dense = Some(d);
         }
         Ok(self.dense.as_ref().unwrap_or_else(|| unreachable!()))
+    }
+
+    fn rebuild_dense(&self, dim: usize, cfg: AnnConfig) -> Result<DenseIndex> {
+        let mut items: Vec<(String, Vec<f32>)> = Vec::new();
+        let searcher = self.reader.searcher();
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+            for doc in seg.doc_ids_alive() {
+                let td: TantivyDocument =
+                    searcher.doc(tantivy::DocAddress::new(ord as u32, doc))?;
+                let id = td
+                    .get_first(self.f.id)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(bytes) = td.get_first(self.f.embedding).and_then(|v| v.as_bytes()) {
+                    let v: Vec<f32> = bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    if v.len() == dim {
+                        items.push((id, v));
+                    }
+                }
+            }
+        }
+        let mut d = DenseIndex::new(dim, cfg);
+        d.upsert(items.iter().map(|(id, v)| (id.as_str(), &v[..])))?;
+        Ok(d)
+    }
+
+    /// Saves the dense index to `DIR/dense` if it changed (also done when the collection is
+    /// dropped). Not needed for durability: a stale or missing copy is rebuilt.
+    pub fn flush(&mut self) -> Result<()> {
+        if let (true, Some(d)) = (self.dense_dirty, &self.dense) {
+            d.save(&self.dir.join("dense"), self.opstamp()?)?;
+            self.dense_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// The state of the dense index (loads it).
+    pub fn dense_info(&mut self) -> Result<DenseInfo> {
+        let d = self.dense_index()?;
+        let (vectors, ann) = (d.len(), d.has_ann());
+        Ok(DenseInfo {
+            vectors,
+            ann,
+            saved: !self.dense_dirty,
+        })
+    }
+
+    /// The `k` nearest documents to an embedding computed elsewhere: (id, inner product).
+    pub fn search_vector(&mut self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+        Ok(self.dense_index()?.search(q, k)?)
+    }
+
+    /// Exact top `k` for an embedding (a full scan; for measuring the graph's recall).
+    pub fn search_vector_exact(&mut self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+        Ok(self.dense_index()?.exact(q, k)?)
     }
 
     /// The first stage: the `k` best (id, score) for `query`.
@@ -406,12 +555,28 @@ impl Collection {
                 ))
             }
         };
-        Ok(self.dense_index()?.search(&q, k))
+        self.search_vector(&q, k)
+    }
+
+    /// How `chunk` should count for this collection: the bi-encoder's tokens when it is
+    /// loaded (chunks then fit its `max_seq_length`), else words.
+    pub fn chunk_unit(&self) -> ChunkUnit<'_> {
+        match &self.embedder {
+            Some(e) => ChunkUnit::Tokens(e.tokenizer()),
+            None => ChunkUnit::Words,
+        }
     }
 
     /// The collection directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        // Best effort: a failed save only means a rebuild on the next open.
+        let _ = self.flush();
     }
 }
 
@@ -422,33 +587,92 @@ fn body(title: Option<&str>, text: &str) -> String {
     }
 }
 
-/// Splits a text into chunks of about `tokens` words with `overlap` words shared, keeping the
-/// parent id: chunk ids are `ID#0`, `ID#1`, ...
-pub fn chunk(doc: &DocInput, tokens: usize, overlap: usize) -> Vec<DocInput> {
-    let words: Vec<&str> = doc.text.split_whitespace().collect();
-    if tokens == 0 || words.len() <= tokens {
-        return vec![DocInput {
-            doc_id: Some(doc.doc_id.clone().unwrap_or_else(|| doc.id.clone())),
-            ..doc.clone()
-        }];
+/// What `chunk` counts.
+#[derive(Clone, Copy)]
+pub enum ChunkUnit<'a> {
+    /// Whitespace-separated words.
+    Words,
+    /// Tokens of a model's tokenizer (without special tokens).
+    Tokens(&'a PairTokenizer),
+}
+
+/// Splits a text into chunks of at most `size` units (words, or model tokens) with about
+/// `overlap` units shared by neighbours, never splitting a word (a single word longer than
+/// `size` tokens becomes a chunk of its own). Chunks are slices of the original text and keep
+/// the parent id: chunk ids are `ID#0`, `ID#1`, ...; a text that fits stays one document.
+pub fn chunk(
+    doc: &DocInput,
+    size: usize,
+    overlap: usize,
+    unit: ChunkUnit,
+) -> Result<Vec<DocInput>> {
+    let parent = doc.doc_id.clone().unwrap_or_else(|| doc.id.clone());
+    // Byte spans of the words.
+    let mut words: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    for (i, ch) in doc.text.char_indices() {
+        match (ch.is_whitespace(), start) {
+            (true, Some(s)) => {
+                words.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
     }
-    let step = tokens.saturating_sub(overlap).max(1);
+    if let Some(s) = start {
+        words.push((s, doc.text.len()));
+    }
+    let cost: Vec<usize> = match unit {
+        ChunkUnit::Words => vec![1; words.len()],
+        ChunkUnit::Tokens(t) => {
+            let mut cost = vec![0usize; words.len()];
+            let mut w = 0;
+            for (s, _) in t.token_offsets(&doc.text)? {
+                while w + 1 < words.len() && s >= words[w].1 {
+                    w += 1;
+                }
+                if let Some(c) = cost.get_mut(w) {
+                    *c += 1;
+                }
+            }
+            cost
+        }
+    };
+    if size == 0 || cost.iter().sum::<usize>() <= size {
+        return Ok(vec![DocInput {
+            doc_id: Some(parent),
+            ..doc.clone()
+        }]);
+    }
     let mut out = Vec::new();
-    let mut start = 0;
+    let mut first = 0;
     loop {
-        let end = (start + tokens).min(words.len());
+        let mut end = first;
+        let mut used = 0;
+        while end < words.len() && (end == first || used + cost[end] <= size) {
+            used += cost[end];
+            end += 1;
+        }
         out.push(DocInput {
             id: format!("{}#{}", doc.id, out.len()),
-            text: words[start..end].join(" "),
-            doc_id: Some(doc.doc_id.clone().unwrap_or_else(|| doc.id.clone())),
+            text: doc.text[words[first].0..words[end - 1].1].to_string(),
+            doc_id: Some(parent.clone()),
             ..doc.clone()
         });
         if end == words.len() {
             break;
         }
-        start += step;
+        // Step back over at most `overlap` units, always moving forward.
+        let mut next = end;
+        let mut shared = 0;
+        while next > first + 1 && shared + cost[next - 1] <= overlap {
+            shared += cost[next - 1];
+            next -= 1;
+        }
+        first = next;
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -507,16 +731,165 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Unit vectors around 10 centres.
+    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 10_000) as f32 / 5_000.0 - 1.0
+        };
+        let centers: Vec<Vec<f32>> = (0..10).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
+        (0..n)
+            .map(|i| {
+                let v: Vec<f32> = centers[i % 10].iter().map(|x| x + 0.3 * rnd()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dense_graph_is_saved_reloaded_and_rebuilt_after_a_crash() {
+        let dir = std::env::temp_dir().join(format!("crossrank-coll-ann-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A collection.json may set the threshold; the other fields keep their defaults.
+        std::fs::write(
+            dir.join("collection.json"),
+            r#"{"ann": {"min_vectors": 500}}"#,
+        )
+        .unwrap();
+        let vs = vectors(1300, 16, 11);
+        let docs: Vec<DocInput> = (0..1200)
+            .map(|i| d(&format!("v{i}"), &format!("text {i}")))
+            .collect();
+        let queries = vectors(10, 16, 99);
+        let before: Vec<Vec<(String, f32)>>;
+        {
+            let mut c = Collection::open(&dir, None, false).unwrap();
+            assert_eq!(c.manifest().ann.min_vectors, 500);
+            assert_eq!(c.manifest().ann.connectivity, 16);
+            for (docs, vs) in docs.chunks(300).zip(vs.chunks(300)) {
+                c.upsert_embedded(docs, vs.to_vec()).unwrap();
+            }
+            let bad = c
+                .upsert_embedded(&[d("w", "x")], vec![vec![0.5; 8]])
+                .unwrap_err();
+            assert!(bad.to_string().contains("holds 16-d vectors"), "{bad}");
+            let info = c.dense_info().unwrap();
+            assert_eq!((info.vectors, info.ann, info.saved), (1200, true, false));
+            let mut found = 0;
+            for q in &queries {
+                let got = c.search_vector(q, 10).unwrap();
+                let want = c.search_vector_exact(q, 10).unwrap();
+                found += want
+                    .iter()
+                    .filter(|w| got.iter().any(|g| g.0 == w.0))
+                    .count();
+            }
+            assert!(found >= 95, "recall@10 {found}/100");
+            before = queries
+                .iter()
+                .map(|q| c.search_vector(q, 10).unwrap())
+                .collect();
+        } // dropped: the graph is saved
+        assert!(dir.join("dense/graph.usearch").exists());
+        {
+            let mut c = Collection::open(&dir, None, false).unwrap();
+            let info = c.dense_info().unwrap();
+            assert_eq!((info.vectors, info.ann, info.saved), (1200, true, true));
+            let again: Vec<Vec<(String, f32)>> = queries
+                .iter()
+                .map(|q| c.search_vector(q, 10).unwrap())
+                .collect();
+            assert_eq!(again, before);
+            // A write, then a crash before the dense index is saved.
+            c.upsert_embedded(&[d("new", "n")], vec![queries[0].clone()])
+                .unwrap();
+            c.delete(&[before[1][0].0.clone()]).unwrap();
+            std::mem::forget(c);
+        }
+        let mut c = Collection::open(&dir, None, false).unwrap();
+        let info = c.dense_info().unwrap();
+        assert_eq!(
+            (info.vectors, info.ann, info.saved),
+            (1200, true, false),
+            "rebuilt"
+        );
+        assert_eq!(c.search_vector(&queries[0], 1).unwrap()[0].0, "new");
+        assert!(c
+            .search_vector(&queries[1], 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.0 != before[1][0].0));
+        c.flush().unwrap();
+        assert!(c.dense_info().unwrap().saved);
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn chunks_count_model_tokens_without_splitting_words() {
+        let tok = PairTokenizer::from_file(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../models/minilm-l6-rerank/tokenizer.json"
+            )),
+            512,
+        )
+        .unwrap();
+        let text = "Tokenization of unbelievably hyphenated-words, e.g. electroencephalography, \
+                    needs care; short words are cheap.";
+        let doc = d("t", text);
+        let total = tok.token_offsets(text).unwrap().len();
+        let words = text.split_whitespace().count();
+        assert!(total > words + 5, "{total} tokens for {words} words");
+        let chunks = chunk(&doc, 8, 2, ChunkUnit::Tokens(&tok)).unwrap();
+        let mut prev_end = 0;
+        for (i, c) in chunks.iter().enumerate() {
+            let n = tok.token_offsets(&c.text).unwrap().len();
+            let single_word = !c.text.contains(char::is_whitespace);
+            assert!(n <= 8 || single_word, "{:?} has {n} tokens", c.text);
+            // A slice of the text at word boundaries, overlapping or touching the previous one.
+            let start = text.find(&c.text).unwrap();
+            let end = start + c.text.len();
+            let boundary = |at: usize| {
+                at == 0
+                    || at == text.len()
+                    || text[at..].starts_with(' ')
+                    || text[..at].ends_with(' ')
+            };
+            assert!(
+                boundary(start) && boundary(end),
+                "{:?} splits a word",
+                c.text
+            );
+            assert!(i == 0 || start <= prev_end + 1, "gap before {:?}", c.text);
+            prev_end = end;
+        }
+        assert!(chunks[0].text.starts_with("Tokenization"));
+        assert_eq!(prev_end, text.len());
+        // Counting words instead gives fewer, longer chunks.
+        assert!(chunk(&doc, 8, 2, ChunkUnit::Words).unwrap().len() < chunks.len());
+    }
+
     #[test]
     fn chunks_overlap_and_keep_the_parent() {
         let doc = d("p", "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9");
-        let c = chunk(&doc, 4, 1);
+        let c = chunk(&doc, 4, 1, ChunkUnit::Words).unwrap();
         assert_eq!(
             c.iter().map(|x| x.text.as_str()).collect::<Vec<_>>(),
             ["w0 w1 w2 w3", "w3 w4 w5 w6", "w6 w7 w8 w9"]
         );
         assert!(c.iter().all(|x| x.doc_id.as_deref() == Some("p")));
         assert_eq!(c[2].id, "p#2");
-        assert_eq!(chunk(&doc, 20, 0)[0].id, "p");
+        assert_eq!(chunk(&doc, 20, 0, ChunkUnit::Words).unwrap()[0].id, "p");
+        // Original spacing is kept inside a chunk.
+        let spaced = d("s", "a  b\nc d");
+        let c = chunk(&spaced, 3, 0, ChunkUnit::Words).unwrap();
+        assert_eq!(c[0].text, "a  b\nc");
+        assert_eq!(c[1].text, "d");
     }
 }

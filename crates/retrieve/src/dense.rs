@@ -1,167 +1,623 @@
-//! Dense retrieval over normalised embeddings (cosine = inner product): exact search, or an
-//! HNSW graph (instant-distance) once [`DenseIndex::build_ann`] has run. Collections use exact
-//! search for now: the graph is not persisted, and building it costs about 2 minutes per 50k
-//! 384-d vectors on two cores (measured with `crossrank bench-retrieval`).
+//! Dense retrieval over normalised embeddings (cosine = inner product).
+//!
+//! Below [`AnnConfig::min_vectors`] live vectors the index searches exactly (a scan of every
+//! vector); from there on it builds an HNSW graph with `usearch` (built on all cores, fixed
+//! parameters, vectors kept in f32 inside the graph) and searches that. Upserts and deletes
+//! apply in place in both modes. [`DenseIndex::save`] / [`DenseIndex::load`] persist the index
+//! (ids, vectors or graph) so that a large collection does not rebuild its graph on open.
 
-use instant_distance::{Builder, HnswMap, Point, Search};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-/// A vector with cosine distance (inputs are L2-normalised).
-#[derive(Clone, Debug)]
-pub struct Vector(pub Vec<f32>);
+/// When and how the HNSW graph is built (a collection's `collection.json` may set it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnnConfig {
+    /// Live vectors from which searches use the graph; below, search is exact.
+    pub min_vectors: usize,
+    /// HNSW edges per node (M).
+    pub connectivity: usize,
+    /// Candidate list size while inserting (ef_construction).
+    pub expansion_add: usize,
+    /// Candidate list size while searching (ef_search; at least k is used).
+    pub expansion_search: usize,
+}
 
-impl Point for Vector {
-    fn distance(&self, other: &Self) -> f32 {
-        1.0 - self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum::<f32>()
+impl Default for AnnConfig {
+    fn default() -> Self {
+        AnnConfig {
+            min_vectors: 20_000,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 128,
+        }
     }
 }
 
-/// Embeddings of a collection, row-major, with an optional HNSW graph.
-#[derive(Default)]
+/// Errors of the dense index.
+#[derive(Debug, thiserror::Error)]
+pub enum DenseError {
+    /// A vector of the wrong width.
+    #[error("embedding of {id:?} has {got} values, the index holds {want}-d vectors")]
+    Width {
+        /// The document.
+        id: String,
+        /// Its width.
+        got: usize,
+        /// The index's width.
+        want: usize,
+    },
+    /// The HNSW library failed.
+    #[error("HNSW index: {0}")]
+    Ann(String),
+    /// A file of a saved index could not be read or written, or is damaged.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, DenseError>;
+
+fn ann_err(e: impl std::fmt::Display) -> DenseError {
+    DenseError::Ann(e.to_string())
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> DenseError {
+    DenseError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Search contexts reserved in the graph: concurrent searches beyond this many would fail.
+const ANN_THREADS: usize = 256;
+
+/// Embeddings of a collection: exact below the threshold, HNSW above.
 pub struct DenseIndex {
     dim: usize,
-    ids: Vec<String>,
+    cfg: AnnConfig,
+    /// Row -> id (None: deleted). Rows are the graph's keys.
+    ids: Vec<Option<String>>,
+    rows: HashMap<String, usize>,
+    /// Row-major vectors while exact (empty once the graph holds them).
     data: Vec<f32>,
-    ann: Option<HnswMap<Vector, usize>>,
-    ef_search: usize,
+    ann: Option<Index>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedMeta {
+    format: u32,
+    dim: usize,
+    rows: usize,
+    ann: bool,
+    /// Caller's version stamp (a collection stores its index opstamp).
+    stamp: u64,
 }
 
 impl DenseIndex {
     /// An empty index of `dim`-wide vectors.
-    pub fn new(dim: usize) -> Self {
+    pub fn new(dim: usize, cfg: AnnConfig) -> Self {
         DenseIndex {
             dim,
+            cfg,
             ids: Vec::new(),
+            rows: HashMap::new(),
             data: Vec::new(),
             ann: None,
-            ef_search: 256,
         }
     }
-    /// Adds one vector (drops a built graph).
-    pub fn push(&mut self, id: String, v: &[f32]) {
-        assert_eq!(v.len(), self.dim, "embedding width");
-        self.ids.push(id);
-        self.data.extend_from_slice(v);
-        self.ann = None;
+
+    /// Vector width.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
-    /// Vectors held.
+
+    /// Live vectors.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.rows.len()
     }
-    /// Whether empty.
+
+    /// Whether no vector is live.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.rows.is_empty()
     }
-    /// Builds the HNSW graph (ef_construction 100, ef_search `ef_search`, fixed seed).
-    pub fn build_ann(&mut self, ef_search: usize) {
-        let points: Vec<Vector> = self
-            .data
-            .chunks_exact(self.dim.max(1))
-            .map(|c| Vector(c.to_vec()))
-            .collect();
-        let values: Vec<usize> = (0..points.len()).collect();
-        self.ef_search = ef_search;
-        self.ann = Some(
-            Builder::default()
-                .ef_construction(100)
-                .ef_search(ef_search)
-                .seed(42)
-                .build(points, values),
-        );
-    }
+
     /// Whether searches use the HNSW graph.
     pub fn has_ann(&self) -> bool {
         self.ann.is_some()
     }
-    /// The `k` best ids by inner product with `q`, best first (HNSW when built, else exact).
-    pub fn search(&self, q: &[f32], k: usize) -> Vec<(String, f32)> {
-        if let Some(ann) = &self.ann {
-            let mut s = Search::default();
-            let query = Vector(q.to_vec());
-            return ann
-                .search(&query, &mut s)
-                .take(k)
-                .map(|item| (self.ids[*item.value].clone(), 1.0 - item.distance))
-                .collect();
+
+    /// Adds or replaces vectors (by id). Many new vectors go into an existing graph on all
+    /// cores; the graph is built when the live count reaches the threshold.
+    pub fn upsert<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a str, &'a [f32])>,
+    ) -> Result<()> {
+        let mut added = Vec::new();
+        for (id, v) in items {
+            if v.len() != self.dim {
+                return Err(DenseError::Width {
+                    id: id.to_string(),
+                    got: v.len(),
+                    want: self.dim,
+                });
+            }
+            self.remove(id)?;
+            let row = self.ids.len();
+            self.ids.push(Some(id.to_string()));
+            self.rows.insert(id.to_string(), row);
+            match &self.ann {
+                Some(_) => added.push((row, v.to_vec())),
+                None => self.data.extend_from_slice(v),
+            }
         }
-        self.exact(q, k)
+        if let Some(ann) = &self.ann {
+            let need = ann.size() + added.len();
+            if need > ann.capacity() {
+                ann.reserve_capacity_and_threads(need.max(ann.capacity() * 3 / 2), ANN_THREADS)
+                    .map_err(ann_err)?;
+            }
+            add_parallel(ann, added.iter().map(|(r, v)| (*r, v.as_slice())))?;
+        } else if self.len() >= self.cfg.min_vectors {
+            self.build_ann()?;
+        }
+        Ok(())
     }
-    /// Exact top `k` by inner product.
-    pub fn exact(&self, q: &[f32], k: usize) -> Vec<(String, f32)> {
+
+    /// Deletes a vector; returns whether it existed.
+    pub fn remove(&mut self, id: &str) -> Result<bool> {
+        let Some(row) = self.rows.remove(id) else {
+            return Ok(false);
+        };
+        self.ids[row] = None;
+        match &self.ann {
+            Some(ann) => {
+                ann.remove(row as u64).map_err(ann_err)?;
+            }
+            // Replaced and deleted rows stay until they outnumber the live ones.
+            None if self.ids.len() > 2 * self.rows.len() + 1024 => self.compact_exact(),
+            None => {}
+        }
+        Ok(true)
+    }
+
+    fn compact_exact(&mut self) {
+        let dim = self.dim;
+        let mut data = Vec::with_capacity(self.rows.len() * dim);
+        let mut ids = Vec::with_capacity(self.rows.len());
+        for (row, id) in self.ids.iter().enumerate() {
+            if let Some(id) = id {
+                self.rows.insert(id.clone(), ids.len());
+                ids.push(Some(id.clone()));
+                data.extend_from_slice(&self.data[row * dim..][..dim]);
+            }
+        }
+        self.ids = ids;
+        self.data = data;
+    }
+
+    /// Builds the HNSW graph now over the live vectors (whatever their count).
+    pub fn build_ann(&mut self) -> Result<()> {
+        if self.ann.is_some() {
+            return Ok(());
+        }
+        let ann = Index::new(&IndexOptions {
+            dimensions: self.dim,
+            metric: MetricKind::IP,
+            quantization: ScalarKind::F32,
+            connectivity: self.cfg.connectivity,
+            expansion_add: self.cfg.expansion_add,
+            expansion_search: self.cfg.expansion_search,
+            multi: false,
+        })
+        .map_err(ann_err)?;
+        ann.reserve_capacity_and_threads(self.len().max(1024), ANN_THREADS)
+            .map_err(ann_err)?;
+        let dim = self.dim;
+        let data = &self.data;
+        add_parallel(
+            &ann,
+            self.ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| id.is_some())
+                .map(|(row, _)| (row, &data[row * dim..][..dim])),
+        )?;
+        self.ann = Some(ann);
+        self.data = Vec::new();
+        Ok(())
+    }
+
+    /// The `k` best (id, inner product), best first: the graph when built, else exact.
+    pub fn search(&self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+        match &self.ann {
+            Some(ann) => {
+                self.check_query(q)?;
+                let m = ann.search(q, k).map_err(ann_err)?;
+                Ok(self.named(&m.keys, &m.distances))
+            }
+            None => self.exact(q, k),
+        }
+    }
+
+    /// Exact top `k` by inner product (a full scan, also when the graph exists).
+    pub fn exact(&self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+        self.check_query(q)?;
+        if let Some(ann) = &self.ann {
+            let m = ann.exact_search(q, k).map_err(ann_err)?;
+            return Ok(self.named(&m.keys, &m.distances));
+        }
         let mut scored: Vec<(usize, f32)> = self
             .data
             .chunks_exact(self.dim.max(1))
             .enumerate()
-            .map(|(i, v)| (i, v.iter().zip(q).map(|(a, b)| a * b).sum()))
+            .filter(|(row, _)| self.ids[*row].is_some())
+            .map(|(row, v)| (row, dot(v, q)))
             .collect();
         let k = k.min(scored.len());
         if k == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
         scored.truncate(k);
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        scored
+        Ok(scored
             .into_iter()
-            .map(|(i, s)| (self.ids[i].clone(), s))
+            .filter_map(|(row, s)| Some((self.ids[row].clone()?, s)))
+            .collect())
+    }
+
+    fn check_query(&self, q: &[f32]) -> Result<()> {
+        if q.len() != self.dim {
+            return Err(DenseError::Width {
+                id: "query".into(),
+                got: q.len(),
+                want: self.dim,
+            });
+        }
+        Ok(())
+    }
+
+    fn named(&self, keys: &[u64], distances: &[f32]) -> Vec<(String, f32)> {
+        keys.iter()
+            .zip(distances)
+            .filter_map(|(&key, &d)| {
+                let id = self.ids.get(key as usize)?.clone()?;
+                Some((id, 1.0 - d))
+            })
             .collect()
     }
+
+    /// Writes the index into `dir` (created if needed) with a caller's version `stamp`.
+    /// `meta.json` goes last, after the data files are synced, so a torn save reads as absent.
+    pub fn save(&self, dir: &Path, stamp: u64) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+        let meta_path = dir.join("meta.json");
+        match std::fs::remove_file(&meta_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(file_err(&meta_path, e))
+            }
+            _ => {}
+        }
+        let ids_path = dir.join("ids.json");
+        let ids = serde_json::to_vec(&self.ids).map_err(|e| file_err(&ids_path, e))?;
+        write_synced(&ids_path, &[&ids])?;
+        let vec_path = dir.join("vectors.f32");
+        let graph_path = dir.join("graph.usearch");
+        match &self.ann {
+            Some(ann) => {
+                let tmp = dir.join("graph.usearch.tmp");
+                let tmp_s = tmp.to_str().ok_or_else(|| file_err(&tmp, "not UTF-8"))?;
+                ann.save(tmp_s).map_err(|e| file_err(&tmp, e))?;
+                File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| file_err(&tmp, e))?;
+                std::fs::rename(&tmp, &graph_path).map_err(|e| file_err(&graph_path, e))?;
+                let _ = std::fs::remove_file(&vec_path);
+            }
+            None => {
+                let bytes: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                write_synced(&vec_path, &[&bytes])?;
+                let _ = std::fs::remove_file(&graph_path);
+            }
+        }
+        let meta = SavedMeta {
+            format: 1,
+            dim: self.dim,
+            rows: self.ids.len(),
+            ann: self.ann.is_some(),
+            stamp,
+        };
+        let m = serde_json::to_vec(&meta).map_err(|e| file_err(&meta_path, e))?;
+        write_synced(&meta_path, &[&m])
+    }
+
+    /// Reads an index saved with `stamp`; `Ok(None)` when there is none, it has another
+    /// stamp or width, or its files are incomplete (the caller rebuilds it).
+    pub fn load(dir: &Path, dim: usize, cfg: AnnConfig, stamp: u64) -> Result<Option<Self>> {
+        let meta_path = dir.join("meta.json");
+        let meta: SavedMeta = match std::fs::read(&meta_path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(m) => m,
+                Err(_) => return Ok(None),
+            },
+            Err(_) => return Ok(None),
+        };
+        if meta.format != 1 || meta.stamp != stamp || meta.dim != dim {
+            return Ok(None);
+        }
+        let ids_path = dir.join("ids.json");
+        let ids: Vec<Option<String>> = match std::fs::read(&ids_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            Some(ids) => ids,
+            None => return Ok(None),
+        };
+        if ids.len() != meta.rows {
+            return Ok(None);
+        }
+        let rows = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(row, id)| Some((id.clone()?, row)))
+            .collect();
+        let mut index = DenseIndex {
+            dim,
+            cfg,
+            ids,
+            rows,
+            data: Vec::new(),
+            ann: None,
+        };
+        if meta.ann {
+            let path = dir.join("graph.usearch");
+            let path_s = path.to_str().ok_or_else(|| file_err(&path, "not UTF-8"))?;
+            let ann = Index::new(&IndexOptions {
+                dimensions: dim,
+                metric: MetricKind::IP,
+                quantization: ScalarKind::F32,
+                connectivity: index.cfg.connectivity,
+                expansion_add: index.cfg.expansion_add,
+                expansion_search: index.cfg.expansion_search,
+                multi: false,
+            })
+            .map_err(ann_err)?;
+            if ann.load(path_s).is_err() {
+                return Ok(None);
+            }
+            ann.change_expansion_search(index.cfg.expansion_search);
+            ann.reserve_capacity_and_threads(ann.capacity().max(ann.size()), ANN_THREADS)
+                .map_err(ann_err)?;
+            if ann.size() != index.len() {
+                return Ok(None);
+            }
+            index.ann = Some(ann);
+        } else {
+            let path = dir.join("vectors.f32");
+            let mut bytes = Vec::new();
+            if File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .is_err()
+                || bytes.len() != meta.rows * dim * 4
+            {
+                return Ok(None);
+            }
+            index.data = bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+        }
+        Ok(Some(index))
+    }
+}
+
+/// Adds `(row, vector)` pairs to the graph on every core (sequentially for a few).
+fn add_parallel<'a>(ann: &Index, items: impl Iterator<Item = (usize, &'a [f32])>) -> Result<()> {
+    let items: Vec<(usize, &[f32])> = items.collect();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().div_ceil(256))
+        .max(1);
+    let failure = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (items, failure) = (&items, &failure);
+            s.spawn(move || {
+                for (row, v) in items.iter().skip(t).step_by(threads) {
+                    if let Err(e) = ann.add(*row as u64, v) {
+                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(ann_err(e));
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn write_synced(path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut w = BufWriter::new(File::create(&tmp)?);
+        for p in parts {
+            w.write_all(p)?;
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| file_err(path, e))
+}
+
+/// Inner product with 16 independent lanes (vectorises without fast-math).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn exact_top_k() {
-        let mut d = DenseIndex::new(2);
-        d.push("a".into(), &[1.0, 0.0]);
-        d.push("b".into(), &[0.6, 0.8]);
-        d.push("c".into(), &[0.0, 1.0]);
-        let hits = d.search(&[0.0, 1.0], 2);
-        assert_eq!(
-            hits.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(),
-            ["c", "b"]
-        );
-        assert_eq!(d.search(&[1.0, 0.0], 10).len(), 3);
+    fn cfg(min_vectors: usize) -> AnnConfig {
+        AnnConfig {
+            min_vectors,
+            ..AnnConfig::default()
+        }
     }
 
     #[test]
-    fn hnsw_agrees_with_exact_search() {
-        // Clustered unit vectors, like real embeddings.
-        let dim = 16;
-        let mut state = 7u64;
-        let mut rnd = || {
+    fn exact_top_k_replace_and_delete() {
+        let mut d = DenseIndex::new(2, cfg(1000));
+        d.upsert([
+            ("a", &[1.0f32, 0.0][..]),
+            ("b", &[0.6, 0.8]),
+            ("c", &[0.0, 1.0]),
+        ])
+        .unwrap();
+        let ids = |h: Vec<(String, f32)>| h.into_iter().map(|h| h.0).collect::<Vec<_>>();
+        assert_eq!(ids(d.search(&[0.0, 1.0], 2).unwrap()), ["c", "b"]);
+        assert_eq!(d.search(&[1.0, 0.0], 10).unwrap().len(), 3);
+        // Replacing "a" moves it; deleting "c" removes it.
+        d.upsert([("a", &[0.0f32, 1.0][..])]).unwrap();
+        assert!(d.remove("c").unwrap());
+        assert!(!d.remove("c").unwrap());
+        assert_eq!(d.len(), 2);
+        assert_eq!(ids(d.search(&[0.0, 1.0], 5).unwrap()), ["a", "b"]);
+        let err = d.upsert([("x", &[1.0f32][..])]).unwrap_err();
+        assert!(err.to_string().contains("has 1 values"), "{err}");
+        assert!(d.search(&[1.0], 1).is_err());
+    }
+
+    /// Clustered unit vectors, like real embeddings.
+    fn clustered(n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+        let mut state = seed;
+        let mut rnd = move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state % 10_000) as f32 / 5_000.0 - 1.0
         };
-        let centers: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
-        let mut d = DenseIndex::new(dim);
         let unit = |v: Vec<f32>| {
             let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
         };
-        for i in 0..3000 {
-            let c = &centers[i % 20];
-            let v = unit(c.iter().map(|x| x + 0.3 * rnd()).collect());
-            d.push(format!("{i}"), &v);
-        }
-        let queries: Vec<Vec<f32>> = (0..20)
-            .map(|i| unit(centers[i].iter().map(|x| x + 0.3 * rnd()).collect()))
-            .collect();
-        let exact: Vec<Vec<String>> = queries
-            .iter()
-            .map(|q| d.exact(q, 10).into_iter().map(|h| h.0).collect())
-            .collect();
-        d.build_ann(128);
-        assert!(d.has_ann());
+        let centers: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
+        let mut point = |i: usize| unit(centers[i % 20].iter().map(|x| x + 0.3 * rnd()).collect());
+        let data = (0..n).map(&mut point).collect();
+        let queries = (0..20).map(point).collect();
+        (data, queries)
+    }
+
+    fn recall(d: &DenseIndex, queries: &[Vec<f32>], want: &[Vec<String>], k: usize) -> f64 {
         let mut found = 0;
-        for (q, want) in queries.iter().zip(&exact) {
-            let got: Vec<String> = d.search(q, 10).into_iter().map(|h| h.0).collect();
+        for (q, want) in queries.iter().zip(want) {
+            let got: Vec<String> = d.search(q, k).unwrap().into_iter().map(|h| h.0).collect();
             found += want.iter().filter(|w| got.contains(w)).count();
         }
-        let recall = found as f64 / (10 * queries.len()) as f64;
-        assert!(recall >= 0.95, "HNSW recall@10 {recall}");
+        found as f64 / (k * queries.len()) as f64
+    }
+
+    #[test]
+    fn graph_is_built_at_the_threshold_agrees_with_exact_and_persists() {
+        let (data, queries) = clustered(3000, 16, 7);
+        let names: Vec<String> = (0..data.len()).map(|i| format!("d{i}")).collect();
+        let mut d = DenseIndex::new(16, cfg(2000));
+        d.upsert(
+            names[..1999]
+                .iter()
+                .map(|n| n.as_str())
+                .zip(data.iter().map(|v| &v[..])),
+        )
+        .unwrap();
+        assert!(!d.has_ann());
+        let exact: Vec<Vec<String>> = queries
+            .iter()
+            .map(|q| d.exact(q, 10).unwrap().into_iter().map(|h| h.0).collect())
+            .collect();
+        d.upsert([(names[1999].as_str(), &data[1999][..])]).unwrap();
+        assert!(d.has_ann(), "graph built at 2000 vectors");
+        // Later upserts, replacements and deletes apply to the graph.
+        d.upsert(
+            names[2000..]
+                .iter()
+                .map(|n| n.as_str())
+                .zip(data[2000..].iter().map(|v| &v[..])),
+        )
+        .unwrap();
+        let want: Vec<Vec<String>> = queries
+            .iter()
+            .map(|q| d.exact(q, 10).unwrap().into_iter().map(|h| h.0).collect())
+            .collect();
+        assert_ne!(want, exact, "the new vectors are found by exact search");
+        let r = recall(&d, &queries, &want, 10);
+        assert!(r >= 0.95, "HNSW recall@10 {r}");
+        let top = want[0][0].clone();
+        assert!(d.remove(&top).unwrap());
+        assert!(d
+            .search(&queries[0], 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.0 != top));
+        assert_eq!(d.len(), 2999);
+
+        let dir = std::env::temp_dir().join(format!("crossrank-dense-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        d.save(&dir, 41).unwrap();
+        assert!(
+            DenseIndex::load(&dir, 16, cfg(2000), 40).unwrap().is_none(),
+            "stale stamp"
+        );
+        assert!(
+            DenseIndex::load(&dir, 8, cfg(2000), 41).unwrap().is_none(),
+            "other width"
+        );
+        let back = DenseIndex::load(&dir, 16, cfg(2000), 41).unwrap().unwrap();
+        assert!(back.has_ann());
+        assert_eq!(back.len(), 2999);
+        for q in &queries {
+            assert_eq!(back.search(q, 10).unwrap(), d.search(q, 10).unwrap());
+        }
+        // A torn save (no meta.json) reads as absent.
+        std::fs::remove_file(dir.join("meta.json")).unwrap();
+        assert!(DenseIndex::load(&dir, 16, cfg(2000), 41).unwrap().is_none());
+        // The exact mode persists too.
+        let mut small = DenseIndex::new(16, cfg(2000));
+        small
+            .upsert([("a", &data[0][..]), ("b", &data[1][..])])
+            .unwrap();
+        small.remove("a").unwrap();
+        small.save(&dir, 3).unwrap();
+        let back = DenseIndex::load(&dir, 16, cfg(2000), 3).unwrap().unwrap();
+        assert!(!back.has_ann());
+        assert_eq!(
+            back.search(&data[0], 5).unwrap(),
+            small.search(&data[0], 5).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

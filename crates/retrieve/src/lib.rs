@@ -26,6 +26,9 @@ pub enum RetrieveError {
     /// A document or option is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// The dense index failed.
+    #[error(transparent)]
+    Dense(#[from] crate::dense::DenseError),
     /// The reranker failed.
     #[error(transparent)]
     Rank(#[from] crossrank_rank::RankError),

@@ -159,6 +159,19 @@ pub fn search(
     now_unix: i64,
     rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
 ) -> Result<SearchResponse> {
+    first_stage(c, req)?.finish(req, now_unix, rerank)
+}
+
+/// The first stage's candidates (stored documents after filters), ready for the rest of the
+/// pipeline, which no longer needs the collection: a server holds a collection's lock only
+/// for [`first_stage`], so concurrent searches rerank side by side.
+pub struct Candidates {
+    docs: Vec<StoredDoc>,
+    retrieve_ms: f64,
+}
+
+/// Retrieves and filters the candidates of `req`.
+pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates> {
     if req.query.trim().is_empty() {
         return Err(RetrieveError::Invalid("the query is empty".into()));
     }
@@ -186,76 +199,92 @@ pub fn search(
             }
         }
     }
-    let t1 = Instant::now();
-    let texts: Vec<String> = docs
-        .iter()
-        .map(|d| match &d.title {
-            Some(t) if !t.is_empty() => format!("{t} {}", d.text),
-            _ => d.text.clone(),
-        })
-        .collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let relevance = if refs.is_empty() {
-        Vec::new()
-    } else {
-        rerank(&req.query, &refs)?
-    };
-    if relevance.len() != docs.len() {
-        return Err(RetrieveError::Invalid(format!(
-            "the reranker scored {} of {} candidates",
-            relevance.len(),
-            docs.len()
-        )));
-    }
-    let t2 = Instant::now();
-    let inputs: Vec<FusionInput> = docs
-        .iter()
-        .zip(&relevance)
-        .map(|(d, s)| FusionInput {
-            id: d.id.clone(),
-            doc_id: d.doc_id.clone(),
-            relevance: *s,
-            age_days: d.age_days(now_unix),
-            source: d.source.clone(),
-        })
-        .collect();
-    let mut fused = req.fusion.fuse(&inputs);
-    let decision = abstain(&relevance, req.min_score.unwrap_or(f64::NEG_INFINITY));
-    if let Some(m) = req.min_score {
-        fused.retain(|f| f.breakdown.relevance >= m);
-    }
-    fused.truncate(req.top_k);
-    let results = fused
-        .into_iter()
-        .map(|f| {
-            let d = &docs[f.index];
-            SearchHit {
+    Ok(Candidates {
+        docs,
+        retrieve_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+impl Candidates {
+    /// Reranks, fuses and applies the abstention rule.
+    pub fn finish(
+        self,
+        req: &SearchRequest,
+        now_unix: i64,
+        rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
+    ) -> Result<SearchResponse> {
+        let docs = self.docs;
+        let t1 = Instant::now();
+        let texts: Vec<String> = docs
+            .iter()
+            .map(|d| match &d.title {
+                Some(t) if !t.is_empty() => format!("{t} {}", d.text),
+                _ => d.text.clone(),
+            })
+            .collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let relevance = if refs.is_empty() {
+            Vec::new()
+        } else {
+            rerank(&req.query, &refs)?
+        };
+        if relevance.len() != docs.len() {
+            return Err(RetrieveError::Invalid(format!(
+                "the reranker scored {} of {} candidates",
+                relevance.len(),
+                docs.len()
+            )));
+        }
+        let t2 = Instant::now();
+        let inputs: Vec<FusionInput> = docs
+            .iter()
+            .zip(&relevance)
+            .map(|(d, s)| FusionInput {
                 id: d.id.clone(),
                 doc_id: d.doc_id.clone(),
-                score: f.breakdown.score,
-                breakdown: f.breakdown,
-                text: d.text.clone(),
-                title: d.title.clone(),
+                relevance: *s,
+                age_days: d.age_days(now_unix),
                 source: d.source.clone(),
-                updated_at: d.updated_at.clone(),
-                metadata: d.metadata.clone(),
-            }
+            })
+            .collect();
+        let mut fused = req.fusion.fuse(&inputs);
+        let decision = abstain(&relevance, req.min_score.unwrap_or(f64::NEG_INFINITY));
+        if let Some(m) = req.min_score {
+            fused.retain(|f| f.breakdown.relevance >= m);
+        }
+        fused.truncate(req.top_k);
+        let results = fused
+            .into_iter()
+            .map(|f| {
+                let d = &docs[f.index];
+                SearchHit {
+                    id: d.id.clone(),
+                    doc_id: d.doc_id.clone(),
+                    score: f.breakdown.score,
+                    breakdown: f.breakdown,
+                    text: d.text.clone(),
+                    title: d.title.clone(),
+                    source: d.source.clone(),
+                    updated_at: d.updated_at.clone(),
+                    metadata: d.metadata.clone(),
+                }
+            })
+            .collect();
+        let t3 = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        Ok(SearchResponse {
+            answerable: decision.answerable,
+            best: decision.best_index.map(|i| Best {
+                id: docs[i].id.clone(),
+                score: decision.best_score,
+                text: docs[i].text.clone(),
+            }),
+            results,
+            timings_ms: Timings {
+                retrieve: self.retrieve_ms,
+                rerank: ms(t1, t2),
+                fuse: ms(t2, t3),
+            },
         })
-        .collect();
-    let t3 = Instant::now();
-    let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-    Ok(SearchResponse {
-        answerable: decision.answerable,
-        best: decision.best_index.map(|i| Best {
-            id: docs[i].id.clone(),
-            score: decision.best_score,
-            text: docs[i].text.clone(),
-        }),
-        results,
-        timings_ms: Timings {
-            retrieve: ms(t0, t1),
-            rerank: ms(t1, t2),
-            fuse: ms(t2, t3),
-        },
-    })
+    }
 }

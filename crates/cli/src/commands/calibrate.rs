@@ -13,9 +13,21 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Labelled questions to calibrate on (WikiQA tsv[.gz], e.g. the dev split).
+    /// Labelled questions to calibrate on, WikiQA tsv[.gz] (e.g. the dev split).
+    #[arg(
+        long,
+        conflicts_with = "labelled",
+        required_unless_present = "labelled"
+    )]
+    pub wikiqa: Option<PathBuf>,
+    /// Labelled questions to calibrate on, JSONL: {"query", "documents": [...], "relevant":
+    /// [indices]} per line (no relevant index: the question should be declined).
     #[arg(long)]
-    pub wikiqa: PathBuf,
+    pub labelled: Option<PathBuf>,
+    /// WikiQA only: leave out the questions without a correct sentence (by default they count,
+    /// as answering them is an error).
+    #[arg(long)]
+    pub answerable_only: bool,
     /// Precision wanted among answered questions.
     #[arg(long, default_value_t = 0.8)]
     pub target_precision: f64,
@@ -23,7 +35,7 @@ pub struct Args {
     /// must reach the target (0 = observed precision).
     #[arg(long, default_value_t = 1.0)]
     pub confidence_z: f64,
-    /// Labelled questions to check the threshold on (e.g. WikiQA test).
+    /// Labelled questions to check the threshold on, in the same format (e.g. WikiQA test).
     #[arg(long)]
     pub check: Option<PathBuf>,
     /// Print JSON.
@@ -72,13 +84,27 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--target-precision must be within 0..1");
     }
     let reranker = args.model.reranker()?;
-    let dev = datasets::wikiqa(&args.wikiqa)?;
+    let load = |p: &PathBuf| -> Result<RerankSet> {
+        Ok(match &args.wikiqa {
+            Some(_) => datasets::wikiqa_with(p, !args.answerable_only)?,
+            None => datasets::labelled_jsonl(p)?,
+        })
+    };
+    let input = args
+        .wikiqa
+        .as_ref()
+        .or(args.labelled.as_ref())
+        .ok_or_else(|| anyhow::anyhow!("give --wikiqa FILE or --labelled FILE"))?;
+    let dev = load(input)?;
+    if dev.queries.is_empty() {
+        bail!("{}: no labelled questions", input.display());
+    }
     let questions = best_per_question(&dev, reranker.as_ref())?;
     let curve = precision_coverage(&questions);
     let chosen = calibrate(&questions, args.target_precision, args.confidence_z);
     let check = match (&args.check, &chosen) {
         (Some(p), Some(c)) => Some(at(
-            &best_per_question(&datasets::wikiqa(p)?, reranker.as_ref())?,
+            &best_per_question(&load(p)?, reranker.as_ref())?,
             c.threshold,
         )),
         _ => None,

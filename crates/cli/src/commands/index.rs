@@ -19,10 +19,11 @@ pub struct Args {
     /// collection's first use.
     #[arg(long)]
     pub embedder: Option<PathBuf>,
-    /// Split texts longer than this many words into chunks (keeping doc_id).
+    /// Split texts longer than this many tokens of the collection's bi-encoder (words for a
+    /// BM25-only collection) into chunks at word boundaries, keeping doc_id.
     #[arg(long)]
     pub chunk_tokens: Option<usize>,
-    /// Words shared by consecutive chunks.
+    /// Tokens (or words) shared by consecutive chunks.
     #[arg(long, default_value_t = 0)]
     pub overlap: usize,
     /// Delete these ids.
@@ -38,20 +39,31 @@ pub fn run(args: Args) -> Result<()> {
     if args.input.is_none() && args.delete.is_empty() {
         bail!("nothing to do: give --input FILE and/or --delete ID");
     }
-    let mut docs = Vec::new();
+    let mut parsed = Vec::new();
     if let Some(input) = &args.input {
         let (name, text) = read_source(Some(input))?;
         for (line, obj) in jsonl_objects(&name, &text)? {
             let d: DocInput = serde_json::from_value(serde_json::Value::Object(obj))
                 .map_err(|e| anyhow::anyhow!("{name}:{line}: {e}"))?;
-            match args.chunk_tokens {
-                Some(n) => docs.extend(chunk(&d, n, args.overlap)),
-                None => docs.push(d),
-            }
+            parsed.push(d);
         }
     }
-    let mut c = Collection::open(&args.collection, args.embedder.as_deref(), !docs.is_empty())
-        .with_context(|| format!("opening collection {}", args.collection.display()))?;
+    let mut c = Collection::open(
+        &args.collection,
+        args.embedder.as_deref(),
+        !parsed.is_empty(),
+    )
+    .with_context(|| format!("opening collection {}", args.collection.display()))?;
+    let docs = match args.chunk_tokens {
+        Some(n) => {
+            let mut docs = Vec::new();
+            for d in &parsed {
+                docs.extend(chunk(d, n, args.overlap, c.chunk_unit())?);
+            }
+            docs
+        }
+        None => parsed,
+    };
     if !args.delete.is_empty() {
         let n = c.delete(&args.delete)?;
         println!("deleted {n} of {} ids (committed)", args.delete.len());
@@ -79,6 +91,7 @@ pub fn run(args: Args) -> Result<()> {
             bar.inc(part.len() as u64);
         }
         bar.finish_and_clear();
+        c.flush()?;
         println!(
             "indexed {} documents (committed); the collection holds {}",
             docs.len(),

@@ -12,8 +12,8 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
-use crossrank_retrieve::collection::{Collection, DocInput};
-use crossrank_retrieve::pipeline::{now_unix, search as run_search, SearchRequest};
+use crossrank_retrieve::collection::{chunk, Collection, DocInput};
+use crossrank_retrieve::pipeline::{first_stage, now_unix, SearchRequest};
 use crossrank_retrieve::RetrieveError;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -73,7 +73,8 @@ fn respond(r: Result<Value, ApiError>) -> Response {
     }
 }
 
-/// Adds or replaces documents: `{"documents": [{id, text, title?, source?, updated_at?, doc_id?, metadata?}]}`.
+/// Adds or replaces documents: `{"documents": [{id, text, title?, source?, updated_at?, doc_id?,
+/// metadata?}], "chunk_tokens"?, "overlap"?}` (chunking as `crossrank index` does it).
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -92,9 +93,30 @@ pub async fn upsert(
             if docs.is_empty() {
                 return Err(ApiError::bad_request("documents must not be empty"));
             }
+            let count = |key: &str| -> Result<Option<usize>, ApiError> {
+                match obj.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                        ApiError::unprocessable(format!("{key} must be a non-negative integer"))
+                    }),
+                }
+            };
+            let (chunk_tokens, overlap) = (count("chunk_tokens")?, count("overlap")?.unwrap_or(0));
             let c = collection(&state, &name, true)?;
             tokio::task::spawn_blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let docs = match chunk_tokens {
+                    Some(n) => {
+                        let mut out = Vec::new();
+                        for d in &docs {
+                            out.extend(
+                                chunk(d, n, overlap, c.chunk_unit()).map_err(retrieve_error)?,
+                            );
+                        }
+                        out
+                    }
+                    None => docs,
+                };
                 let n = c.upsert(&docs).map_err(retrieve_error)?;
                 Ok(json!({"indexed": n, "count": c.len()}))
             })
@@ -149,9 +171,13 @@ pub async fn search(
             let handle = tokio::runtime::Handle::current();
             let now = now_unix();
             tokio::task::spawn_blocking(move || {
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                // The lock covers the first stage only; reranking runs beside other searches.
+                let candidates = {
+                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    first_stage(&mut c, &req).map_err(retrieve_error)?
+                };
                 let mut api_err = None;
-                let out = run_search(&mut c, &req, now, |q, texts| {
+                let out = candidates.finish(&req, now, |q, texts| {
                     let job = RerankJob {
                         model: None,
                         query: q.to_string(),
