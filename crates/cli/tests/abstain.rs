@@ -82,3 +82,45 @@ fn calibrated_threshold_holds_on_test_and_off_topic_queries_abstain() {
     assert_eq!(on["answerable"], true);
     assert_eq!(on["results"].as_array().unwrap().len(), 20);
 }
+
+#[test]
+fn calibrate_reads_labelled_jsonl_with_unanswerable_questions() {
+    // Six questions with one right passage, three whose passages are all off-topic.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/labelled.jsonl");
+    let cal = run(&[
+        "calibrate",
+        "--labelled",
+        file,
+        "--target-precision",
+        "1.0",
+        "--confidence-z",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(cal["questions"], 9);
+    let c = &cal["calibration"];
+    assert_eq!(c["precision"].as_f64(), Some(1.0), "{cal}");
+    // All answerable questions answered, every unanswerable one declined.
+    assert!(
+        (c["coverage"].as_f64().unwrap() - 6.0 / 9.0).abs() < 1e-9,
+        "{cal}"
+    );
+
+    let dir = temp_dir("labelled-bad");
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        r#"{"query": "q", "documents": ["a", "b"], "relevant": [2]}"#,
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .args(["calibrate", "--labelled", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.jsonl") && err.contains("relevant index 2 is out of range"),
+        "{err}"
+    );
+}

@@ -413,4 +413,40 @@ fn server_collection_routes() {
         &serde_json::json!({"documents": [{"text": "no id"}]}),
     );
     assert_eq!(st, 422);
+
+    // Chunking on upload, in bi-encoder tokens.
+    let long: Vec<String> = (0..60)
+        .map(|i| format!("Sentence {i} says that coral reefs bleach when the sea warms."))
+        .collect();
+    let body = serde_json::json!({"documents": [{"id": "long", "text": long.join(" ")}], "chunk_tokens": 64, "overlap": 8});
+    let (st, v, _) = srv.post("/v1/collections/chunked/documents", &body);
+    assert_eq!(st, 200, "{v}");
+    let n = v["indexed"].as_u64().unwrap();
+    assert!(n >= 10, "{v}");
+    let (st, v, _) = srv.post(
+        "/v1/collections/chunked/documents",
+        &serde_json::json!({"documents": [{"id": "x", "text": "y"}], "chunk_tokens": "many"}),
+    );
+    assert_eq!(st, 422, "{v}");
+    // Concurrent searches of one collection all answer, identically.
+    let query =
+        serde_json::json!({"query": "why do coral reefs bleach", "top_k": 5, "candidates": 20});
+    let answers: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| srv.post("/v1/collections/chunked/search", &query)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap().1).collect()
+    });
+    for a in &answers {
+        let ids: Vec<&str> = a["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 5, "{a}");
+        assert!(ids.iter().all(|id| id.starts_with("long#")), "{a}");
+        assert_eq!(a["results"][0]["doc_id"], "long");
+        assert_eq!(a["results"], answers[0]["results"]);
+    }
 }

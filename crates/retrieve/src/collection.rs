@@ -158,8 +158,8 @@ pub enum Retriever {
 pub struct DenseInfo {
     /// Live vectors.
     pub vectors: usize,
-    /// Whether searches use the HNSW graph.
-    pub ann: bool,
+    /// The index searches use: "exact", "hnsw" or "int8-scan".
+    pub index: &'static str,
     /// Whether `DIR/dense` holds exactly the in-memory index (false after a rebuild or a write
     /// not yet flushed).
     pub saved: bool,
@@ -508,10 +508,10 @@ impl Collection {
     /// The state of the dense index (loads it).
     pub fn dense_info(&mut self) -> Result<DenseInfo> {
         let d = self.dense_index()?;
-        let (vectors, ann) = (d.len(), d.has_ann());
+        let (vectors, index) = (d.len(), d.mode());
         Ok(DenseInfo {
             vectors,
-            ann,
+            index,
             saved: !self.dense_dirty,
         })
     }
@@ -779,7 +779,10 @@ mod tests {
                 .unwrap_err();
             assert!(bad.to_string().contains("holds 16-d vectors"), "{bad}");
             let info = c.dense_info().unwrap();
-            assert_eq!((info.vectors, info.ann, info.saved), (1200, true, false));
+            assert_eq!(
+                (info.vectors, info.index, info.saved),
+                (1200, "hnsw", false)
+            );
             let mut found = 0;
             for q in &queries {
                 let got = c.search_vector(q, 10).unwrap();
@@ -799,7 +802,7 @@ mod tests {
         {
             let mut c = Collection::open(&dir, None, false).unwrap();
             let info = c.dense_info().unwrap();
-            assert_eq!((info.vectors, info.ann, info.saved), (1200, true, true));
+            assert_eq!((info.vectors, info.index, info.saved), (1200, "hnsw", true));
             let again: Vec<Vec<(String, f32)>> = queries
                 .iter()
                 .map(|q| c.search_vector(q, 10).unwrap())
@@ -814,8 +817,8 @@ mod tests {
         let mut c = Collection::open(&dir, None, false).unwrap();
         let info = c.dense_info().unwrap();
         assert_eq!(
-            (info.vectors, info.ann, info.saved),
-            (1200, true, false),
+            (info.vectors, info.index, info.saved),
+            (1200, "hnsw", false),
             "rebuilt"
         );
         assert_eq!(c.search_vector(&queries[0], 1).unwrap()[0].0, "new");

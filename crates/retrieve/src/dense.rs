@@ -1,11 +1,13 @@
 //! Dense retrieval over normalised embeddings (cosine = inner product).
 //!
 //! Below [`AnnConfig::min_vectors`] live vectors the index searches exactly (a scan of every
-//! vector); from there on it builds an HNSW graph with `usearch` (built on all cores, fixed
-//! parameters, vectors kept in f32 inside the graph) and searches that. Upserts and deletes
-//! apply in place in both modes. [`DenseIndex::save`] / [`DenseIndex::load`] persist the index
+//! vector); from there on it uses [`AnnConfig::kind`]: by default an HNSW graph from `usearch`
+//! (built on all cores, fixed parameters, vectors kept in f32 inside the graph), or an int8
+//! scan of every vector with exact f32 rescoring ([`crate::scan`]). Upserts and deletes apply
+//! in place in every mode. [`DenseIndex::save`] / [`DenseIndex::load`] persist the index
 //! (ids, vectors or graph) so that a large collection does not rebuild its graph on open.
 
+use crate::scan::{top, Int8Scan};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,12 +15,28 @@ use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-/// When and how the HNSW graph is built (a collection's `collection.json` may set it).
+/// The index used from [`AnnConfig::min_vectors`] vectors on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnnKind {
+    /// HNSW graph (usearch): sub-millisecond on embeddings with neighbourhood structure.
+    #[default]
+    Hnsw,
+    /// Int8 scan of every vector, best `rescore` candidates rescored in f32: time linear in
+    /// the collection, near-exact on any data.
+    Int8Scan,
+}
+
+/// When and how the approximate index is built (a collection's `collection.json` may set it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AnnConfig {
-    /// Live vectors from which searches use the graph; below, search is exact.
+    /// Live vectors from which searches use the approximate index; below, search is exact.
     pub min_vectors: usize,
+    /// Which index.
+    pub kind: AnnKind,
+    /// Int8 scan: candidates rescored exactly, per result wanted.
+    pub rescore: usize,
     /// HNSW edges per node (M).
     pub connectivity: usize,
     /// Candidate list size while inserting (ef_construction).
@@ -31,6 +49,8 @@ impl Default for AnnConfig {
     fn default() -> Self {
         AnnConfig {
             min_vectors: 20_000,
+            kind: AnnKind::Hnsw,
+            rescore: 4,
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 128,
@@ -87,9 +107,10 @@ pub struct DenseIndex {
     /// Row -> id (None: deleted). Rows are the graph's keys.
     ids: Vec<Option<String>>,
     rows: HashMap<String, usize>,
-    /// Row-major vectors while exact (empty once the graph holds them).
+    /// Row-major vectors while exact or scanned (empty once the graph holds them).
     data: Vec<f32>,
     ann: Option<Index>,
+    scan: Option<Int8Scan>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -112,6 +133,7 @@ impl DenseIndex {
             rows: HashMap::new(),
             data: Vec::new(),
             ann: None,
+            scan: None,
         }
     }
 
@@ -133,6 +155,15 @@ impl DenseIndex {
     /// Whether searches use the HNSW graph.
     pub fn has_ann(&self) -> bool {
         self.ann.is_some()
+    }
+
+    /// The index searches use: "exact", "hnsw" or "int8-scan".
+    pub fn mode(&self) -> &'static str {
+        match (&self.ann, &self.scan) {
+            (Some(_), _) => "hnsw",
+            (None, Some(_)) => "int8-scan",
+            _ => "exact",
+        }
     }
 
     /// Adds or replaces vectors (by id). Many new vectors go into an existing graph on all
@@ -166,8 +197,13 @@ impl DenseIndex {
                     .map_err(ann_err)?;
             }
             add_parallel(ann, added.iter().map(|(r, v)| (*r, v.as_slice())))?;
+        } else if let Some(scan) = &mut self.scan {
+            scan.catch_up(&self.data, self.dim, false);
         } else if self.len() >= self.cfg.min_vectors {
-            self.build_ann()?;
+            match self.cfg.kind {
+                AnnKind::Hnsw => self.build_ann()?,
+                AnnKind::Int8Scan => self.build_scan(),
+            }
         }
         Ok(())
     }
@@ -189,6 +225,15 @@ impl DenseIndex {
         Ok(true)
     }
 
+    /// Quantizes every vector for the int8 scan (whatever their count).
+    pub fn build_scan(&mut self) {
+        if self.ann.is_none() {
+            let mut scan = Int8Scan::default();
+            scan.catch_up(&self.data, self.dim, true);
+            self.scan = Some(scan);
+        }
+    }
+
     fn compact_exact(&mut self) {
         let dim = self.dim;
         let mut data = Vec::with_capacity(self.rows.len() * dim);
@@ -202,6 +247,10 @@ impl DenseIndex {
         }
         self.ids = ids;
         self.data = data;
+        if self.scan.is_some() {
+            self.scan = None;
+            self.build_scan();
+        }
     }
 
     /// Builds the HNSW graph now over the live vectors (whatever their count).
@@ -244,8 +293,32 @@ impl DenseIndex {
                 let m = ann.search(q, k).map_err(ann_err)?;
                 Ok(self.named(&m.keys, &m.distances))
             }
-            None => self.exact(q, k),
+            None => match &self.scan {
+                Some(scan) => self.scanned(scan, q, k),
+                None => self.exact(q, k),
+            },
         }
+    }
+
+    fn scanned(&self, scan: &Int8Scan, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+        self.check_query(q)?;
+        let live = |row: usize| self.ids[row].is_some();
+        let depth = k.saturating_mul(self.cfg.rescore.max(1)).max(k);
+        let mut rows: Vec<(usize, f32)> = scan
+            .candidates(q, depth, live)
+            .into_iter()
+            .chain(
+                (scan.covered()..self.ids.len())
+                    .filter(|&r| live(r))
+                    .map(|r| (r, 0.0)),
+            )
+            .map(|(row, _)| (row, dot(&self.data[row * self.dim..][..self.dim], q)))
+            .collect();
+        top(&mut rows, k);
+        Ok(rows
+            .into_iter()
+            .filter_map(|(row, s)| Some((self.ids[row].clone()?, s)))
+            .collect())
     }
 
     /// Exact top `k` by inner product (a full scan, also when the graph exists).
@@ -262,13 +335,7 @@ impl DenseIndex {
             .filter(|(row, _)| self.ids[*row].is_some())
             .map(|(row, v)| (row, dot(v, q)))
             .collect();
-        let k = k.min(scored.len());
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
-        scored.truncate(k);
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        top(&mut scored, k);
         Ok(scored
             .into_iter()
             .filter_map(|(row, s)| Some((self.ids[row].clone()?, s)))
@@ -377,6 +444,7 @@ impl DenseIndex {
             rows,
             data: Vec::new(),
             ann: None,
+            scan: None,
         };
         if meta.ann {
             let path = dir.join("graph.usearch");
@@ -415,6 +483,9 @@ impl DenseIndex {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
+            if index.cfg.kind == AnnKind::Int8Scan && index.len() >= index.cfg.min_vectors {
+                index.build_scan();
+            }
         }
         Ok(Some(index))
     }
@@ -540,6 +611,78 @@ mod tests {
             found += want.iter().filter(|w| got.contains(w)).count();
         }
         found as f64 / (k * queries.len()) as f64
+    }
+
+    #[test]
+    fn int8_scan_finds_the_exact_top_k_on_unstructured_vectors() {
+        // Uniform random vectors (no clusters): the scan is near-exact regardless.
+        let dim = 64;
+        let mut state = 3u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 10_000) as f32 / 5_000.0 - 1.0
+        };
+        let mut unit = || {
+            let v: Vec<f32> = (0..dim).map(|_| rnd()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
+        };
+        let n = 10_000 + crate::scan::SHARD + 100;
+        let data: Vec<Vec<f32>> = (0..n).map(|_| unit()).collect();
+        let queries: Vec<Vec<f32>> = (0..10).map(|_| unit()).collect();
+        let names: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
+        let mut d = DenseIndex::new(
+            dim,
+            AnnConfig {
+                min_vectors: 10_000,
+                kind: AnnKind::Int8Scan,
+                ..AnnConfig::default()
+            },
+        );
+        // One shard is quantized at the threshold, the rest stays an exact tail until a
+        // whole shard has arrived.
+        d.upsert(
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .zip(data.iter().map(|v| &v[..]))
+                .take(10_000),
+        )
+        .unwrap();
+        assert_eq!(d.mode(), "int8-scan");
+        d.upsert(
+            names
+                .iter()
+                .map(|s| s.as_str())
+                .zip(data.iter().map(|v| &v[..]))
+                .skip(10_000),
+        )
+        .unwrap();
+        d.remove("u7").unwrap();
+        let want: Vec<Vec<(String, f32)>> =
+            queries.iter().map(|q| d.exact(q, 20).unwrap()).collect();
+        let mut found = 0;
+        for (q, want) in queries.iter().zip(&want) {
+            let got = d.search(q, 20).unwrap();
+            assert!(got.iter().all(|g| g.0 != "u7"));
+            found += want.iter().filter(|w| got.contains(w)).count();
+        }
+        assert!(found >= 198, "recall {found}/200 with exact rescoring");
+        // Saved in exact form, quantized again on load.
+        let dir = std::env::temp_dir().join(format!("crossrank-scan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        d.save(&dir, 1).unwrap();
+        let back = DenseIndex::load(&dir, dim, d.cfg.clone(), 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.mode(), "int8-scan");
+        assert_eq!(
+            back.search(&queries[0], 20).unwrap(),
+            d.search(&queries[0], 20).unwrap()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod collection;
 pub mod dense;
 pub mod hybrid;
 pub mod pipeline;
+pub mod scan;
 
 /// Errors of the retrievers.
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,9 @@ pub struct Args {
     /// Results per query.
     #[arg(long, default_value_t = 50)]
     pub k: usize,
+    /// Dense index above the threshold (the collection's `ann.kind`).
+    #[arg(long, default_value = "hnsw", value_parser = ["hnsw", "int8-scan"])]
+    pub index: String,
     /// HNSW ef at search time (the collection's `ann.expansion_search`).
     #[arg(long, default_value_t = 128)]
     pub ef_search: usize,
@@ -133,7 +136,8 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(
         dir.join("collection.json"),
-        serde_json::json!({"ann": {"expansion_search": args.ef_search}}).to_string(),
+        serde_json::json!({"ann": {"expansion_search": args.ef_search, "kind": args.index}})
+            .to_string(),
     )?;
     let result = bench(&args, &dir);
     if temporary {
@@ -231,7 +235,7 @@ fn bench(args: &Args, dir: &std::path::Path) -> Result<()> {
     let distribution = format!("{:?}", args.distribution).to_lowercase();
     let report = serde_json::json!({
         "docs": args.docs, "dim": args.dim, "distribution": distribution, "queries": args.queries,
-        "k": args.k, "ef_search": args.ef_search, "ann": info.ann,
+        "k": args.k, "ef_search": args.ef_search, "index": info.index,
         "index_s": index_s, "save_s": save_s, "reopen_s": open_s,
         "dense_p50_ms": dense_p50, "dense_p95_ms": dense_p95, "dense_exact_p50_ms": exact_p50,
         "recall_at_k": recall, "bm25_p50_ms": bm25_p50, "bm25_p95_ms": bm25_p95,
@@ -247,7 +251,7 @@ fn bench(args: &Args, dir: &std::path::Path) -> Result<()> {
         );
         println!(
             "build: index (tantivy + {}) {index_s:.1} s, save {save_s:.1} s, reopen {open_s:.2} s",
-            if info.ann { "HNSW" } else { "exact" }
+            info.index
         );
         println!(
             "dense top-{k}: p50 {dense_p50:.2} ms, p95 {dense_p95:.2} ms, recall@{k} vs exact {recall:.4} (exact scan p50 {exact_p50:.1} ms)",

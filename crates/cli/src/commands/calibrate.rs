@@ -24,10 +24,10 @@ pub struct Args {
     /// [indices]} per line (no relevant index: the question should be declined).
     #[arg(long)]
     pub labelled: Option<PathBuf>,
-    /// WikiQA only: leave out the questions without a correct sentence (by default they count,
-    /// as answering them is an error).
+    /// WikiQA only: keep the questions without a correct sentence (answering them counts as
+    /// an error). By default they are left out, as in WikiQA's usual setting.
     #[arg(long)]
-    pub answerable_only: bool,
+    pub include_unanswerable: bool,
     /// Precision wanted among answered questions.
     #[arg(long, default_value_t = 0.8)]
     pub target_precision: f64,
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     let reranker = args.model.reranker()?;
     let load = |p: &PathBuf| -> Result<RerankSet> {
         Ok(match &args.wikiqa {
-            Some(_) => datasets::wikiqa_with(p, !args.answerable_only)?,
+            Some(_) => datasets::wikiqa_with(p, args.include_unanswerable)?,
             None => datasets::labelled_jsonl(p)?,
         })
     };
