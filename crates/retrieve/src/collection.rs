@@ -731,23 +731,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Unit vectors around 10 centres.
     fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 10_000) as f32 / 5_000.0 - 1.0
-        };
-        let centers: Vec<Vec<f32>> = (0..10).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
-        (0..n)
-            .map(|i| {
-                let v: Vec<f32> = centers[i % 10].iter().map(|x| x + 0.3 * rnd()).collect();
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                v.into_iter().map(|x| x / norm).collect()
-            })
-            .collect()
+        crate::testing::vectors(n, dim, 10, seed)
     }
 
     #[test]

@@ -584,24 +584,11 @@ mod tests {
         assert!(d.search(&[1.0], 1).is_err());
     }
 
-    /// Clustered unit vectors, like real embeddings.
+    /// Clustered unit vectors, like real embeddings: (data, 20 queries).
     fn clustered(n: usize, dim: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
-        let mut state = seed;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 10_000) as f32 / 5_000.0 - 1.0
-        };
-        let unit = |v: Vec<f32>| {
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
-        };
-        let centers: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rnd()).collect()).collect();
-        let mut point = |i: usize| unit(centers[i % 20].iter().map(|x| x + 0.3 * rnd()).collect());
-        let data = (0..n).map(&mut point).collect();
-        let queries = (0..20).map(point).collect();
-        (data, queries)
+        let mut all = crate::testing::vectors(n + 20, dim, 20, seed);
+        let queries = all.split_off(n);
+        (all, queries)
     }
 
     fn recall(d: &DenseIndex, queries: &[Vec<f32>], want: &[Vec<String>], k: usize) -> f64 {
@@ -617,21 +604,9 @@ mod tests {
     fn int8_scan_finds_the_exact_top_k_on_unstructured_vectors() {
         // Uniform random vectors (no clusters): the scan is near-exact regardless.
         let dim = 64;
-        let mut state = 3u64;
-        let mut rnd = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 10_000) as f32 / 5_000.0 - 1.0
-        };
-        let mut unit = || {
-            let v: Vec<f32> = (0..dim).map(|_| rnd()).collect();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
-        };
         let n = 10_000 + crate::scan::SHARD + 100;
-        let data: Vec<Vec<f32>> = (0..n).map(|_| unit()).collect();
-        let queries: Vec<Vec<f32>> = (0..10).map(|_| unit()).collect();
+        let mut data = crate::testing::vectors(n + 10, dim, 0, 3);
+        let queries = data.split_off(n);
         let names: Vec<String> = (0..n).map(|i| format!("u{i}")).collect();
         let mut d = DenseIndex::new(
             dim,

@@ -37,3 +37,37 @@ pub enum RetrieveError {
 
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, RetrieveError>;
+
+/// Deterministic test vectors.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Values in [-1, 1) from a xorshift generator.
+    pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 10_000) as f32 / 5_000.0 - 1.0
+        }
+    }
+
+    /// `n` unit vectors around `centers` random centres (point i near centre i % centers);
+    /// `centers == 0` gives uniform directions.
+    pub fn vectors(n: usize, dim: usize, centers: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rnd = uniform(seed);
+        let c: Vec<Vec<f32>> = (0..centers)
+            .map(|_| (0..dim).map(|_| rnd()).collect())
+            .collect();
+        (0..n)
+            .map(|i| {
+                let v: Vec<f32> = match c.get(i % centers.max(1)) {
+                    Some(c) => c.iter().map(|x| x + 0.3 * rnd()).collect(),
+                    None => (0..dim).map(|_| rnd()).collect(),
+                };
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+}
