@@ -8,6 +8,11 @@ use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::{LocalReranker, Reranker};
 use std::path::PathBuf;
 
+/// Resolves a bi-encoder `--embedder` (directory or hub id, like `--model`) to its directory.
+pub fn resolve_embedder(spec: &str) -> Result<PathBuf> {
+    resolve_model(spec).with_context(|| format!("--embedder {spec}"))
+}
+
 /// Name of the default model directory.
 pub const DEFAULT_MODEL: &str = "minilm-l6-rerank";
 

@@ -450,3 +450,83 @@ fn server_collection_routes() {
         assert_eq!(a["results"], answers[0]["results"]);
     }
 }
+
+#[test]
+fn embedder_by_hub_id_from_the_cache() {
+    // A Hugging Face cache holding the bi-encoder as a snapshot, as a download leaves it.
+    let dir = temp_dir("pipe-hub");
+    let cache = dir.join("hub");
+    let repo = cache.join("models--sentence-transformers--all-MiniLM-L6-v2");
+    let snap = repo.join("snapshots/0123abc");
+    std::fs::create_dir_all(snap.join("1_Pooling")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abc").unwrap();
+    let src = embedder();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    ] {
+        std::os::unix::fs::symlink(src.join(f), snap.join(f)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .env("HF_HUB_CACHE", &cache)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let coll = dir.join("c");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/collection.jsonl");
+    let out = run(&[
+        "index",
+        "--collection",
+        coll.to_str().unwrap(),
+        "--input",
+        sample.to_str().unwrap(),
+        "--embedder",
+        "sentence-transformers/all-MiniLM-L6-v2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "search",
+        "--collection",
+        coll.to_str().unwrap(),
+        "--query",
+        "which coral reef is the largest",
+        "--retriever",
+        "dense",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["id"], "reef", "{v}");
+    // An id that is not cached, offline: a clear error naming the option and the cache.
+    let out = run(&[
+        "index",
+        "--collection",
+        dir.join("d").to_str().unwrap(),
+        "--input",
+        sample.to_str().unwrap(),
+        "--embedder",
+        "sentence-transformers/not-here",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--embedder sentence-transformers/not-here") && err.contains("HF_HUB_OFFLINE"),
+        "{err}"
+    );
+}

@@ -106,7 +106,8 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
         .map_err(|e| EngineError::Resolve(format!("{hint}: download failed: {e}")))
 }
 
-/// Downloads the files a cross-encoder needs into the cache and returns the snapshot.
+/// Downloads the files a cross-encoder (or a sentence-transformers bi-encoder) needs into the
+/// cache and returns the snapshot.
 fn download(id: &str, cache: &Path) -> std::result::Result<PathBuf, String> {
     use hf_hub::api::sync::ApiBuilder;
     let api = ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
@@ -117,7 +118,15 @@ fn download(id: &str, cache: &Path) -> std::result::Result<PathBuf, String> {
     let repo = api.model(id.to_string());
     let config = repo.get("config.json").map_err(|e| e.to_string())?;
     repo.get("tokenizer.json").map_err(|e| e.to_string())?;
-    for optional in ["tokenizer_config.json", "special_tokens_map.json"] {
+    // The sentence-transformers files exist only in bi-encoder repositories.
+    for optional in [
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "1_Pooling/config.json",
+    ] {
         let _ = repo.get(optional);
     }
     if repo.get("model.safetensors").is_err() {

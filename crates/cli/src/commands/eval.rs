@@ -41,9 +41,9 @@ pub struct Args {
     /// --embedder in a temporary directory.
     #[arg(long, default_value = "bm25")]
     pub retriever: String,
-    /// Bi-encoder for --retriever dense / hybrid.
+    /// Bi-encoder for --retriever dense / hybrid (directory or hub id).
     #[arg(long)]
-    pub embedder: Option<PathBuf>,
+    pub embedder: Option<String>,
     /// First-stage depth (default: the largest --candidates).
     #[arg(long)]
     pub depth: Option<usize>,
@@ -133,10 +133,11 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         Box::new(move |q| Ok(index.search(q, depth)?))
     } else {
         let r = crossrank_retrieve::pipeline::retriever(&args.retriever)?;
-        let emb = args
-            .embedder
-            .as_deref()
-            .context("--retriever dense / hybrid needs --embedder DIR")?;
+        let emb = crate::model_spec::resolve_embedder(
+            args.embedder
+                .as_deref()
+                .context("--retriever dense / hybrid needs --embedder DIR")?,
+        )?;
         let _ = std::fs::remove_dir_all(&tmp);
         eprintln!(
             "embedding {} documents of {} into {}",
@@ -144,7 +145,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
             b.name,
             tmp.display()
         );
-        let mut c = crossrank_retrieve::collection::Collection::open(&tmp, Some(emb), true)?;
+        let mut c = crossrank_retrieve::collection::Collection::open(&tmp, Some(&emb), true)?;
         let docs: Vec<crossrank_retrieve::collection::DocInput> = b
             .corpus
             .iter()

@@ -15,10 +15,10 @@ pub struct Args {
     /// JSONL of {id, text, title?, source?, updated_at? (RFC 3339), doc_id?, metadata?}.
     #[arg(long)]
     pub input: Option<String>,
-    /// Bi-encoder directory (sentence-transformers layout) for dense retrieval; fixed at the
-    /// collection's first use.
+    /// Bi-encoder (sentence-transformers layout: directory or hub id) for dense retrieval;
+    /// fixed at the collection's first use.
     #[arg(long)]
-    pub embedder: Option<PathBuf>,
+    pub embedder: Option<String>,
     /// Split texts longer than this many tokens of the collection's bi-encoder (words for a
     /// BM25-only collection) into chunks at word boundaries, keeping doc_id.
     #[arg(long)]
@@ -48,12 +48,13 @@ pub fn run(args: Args) -> Result<()> {
             parsed.push(d);
         }
     }
-    let mut c = Collection::open(
-        &args.collection,
-        args.embedder.as_deref(),
-        !parsed.is_empty(),
-    )
-    .with_context(|| format!("opening collection {}", args.collection.display()))?;
+    let embedder = args
+        .embedder
+        .as_deref()
+        .map(crate::model_spec::resolve_embedder)
+        .transpose()?;
+    let mut c = Collection::open(&args.collection, embedder.as_deref(), !parsed.is_empty())
+        .with_context(|| format!("opening collection {}", args.collection.display()))?;
     let docs = match args.chunk_tokens {
         Some(n) => {
             let mut docs = Vec::new();

@@ -49,9 +49,9 @@ pub struct Args {
     /// Directory of search collections served under /v1/collections/{name}/...
     #[arg(long)]
     pub collections: Option<PathBuf>,
-    /// Bi-encoder for new collections (dense / hybrid retrieval).
+    /// Bi-encoder for new collections (dense / hybrid retrieval; directory or hub id).
     #[arg(long)]
-    pub embedder: Option<PathBuf>,
+    pub embedder: Option<String>,
 }
 
 fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
@@ -134,8 +134,11 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     if args.collections.is_some() {
         c.collections_dir = args.collections.clone();
     }
-    if args.embedder.is_some() {
-        c.embedder = args.embedder.clone();
+    if let Some(e) = &args.embedder {
+        c.embedder = Some(PathBuf::from(e));
+    }
+    if let Some(e) = c.embedder.take() {
+        c.embedder = Some(crate::model_spec::resolve_embedder(&e.to_string_lossy())?);
     }
     if c.max_batch_tokens < 512 {
         bail!("--max-batch-tokens must be at least 512 (one full-length pair)");
