@@ -327,6 +327,8 @@ fn server_collection_routes() {
         dir.to_str().unwrap(),
         "--embedder",
         emb.to_str().unwrap(),
+        "--collection-save-secs",
+        "1",
     ]);
     let sample: Vec<Value> = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/collection.jsonl"),
@@ -341,6 +343,13 @@ fn server_collection_routes() {
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["indexed"], 8);
+    // The running server saves the new dense index within a few seconds.
+    let saved = dir.join("demo/dense/meta.json");
+    let t = std::time::Instant::now();
+    while !saved.exists() && t.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(saved.exists(), "no periodic save of the dense index");
     let (st, v, _) = srv.post(
         "/v1/collections/demo/search",
         &serde_json::json!({"query": "which coral reef is the largest", "top_k": 3, "candidates": 8, "retriever": "hybrid", "filters": null, "fusion": null, "min_score": null}),

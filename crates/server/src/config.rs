@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub collections_dir: Option<std::path::PathBuf>,
     /// Bi-encoder directory for new collections (dense and hybrid retrieval).
     pub embedder: Option<std::path::PathBuf>,
+    /// Seconds between saves of changed dense indexes to `DIR/NAME/dense` (0: only at
+    /// shutdown). A server killed before a save rebuilds them from the stored embeddings.
+    pub collection_save_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             threads: None,
             collections_dir: None,
             embedder: None,
+            collection_save_secs: 30,
         }
     }
 }

@@ -78,11 +78,53 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let every = state.config.collection_save_secs;
+    let saver = (every > 0 && state.config.collections_dir.is_some()).then(|| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || save_collections(&state, false)).await;
+            }
+        })
+    });
     axum::serve(listener, api::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     eprintln!("crossrank: shutting down after in-flight requests");
+    if let Some(s) = saver {
+        s.abort();
+    }
+    let st = state.clone();
+    let _ = tokio::task::spawn_blocking(move || save_collections(&st, true)).await;
     Ok(())
+}
+
+/// Saves the changed dense indexes of the open collections; `wait` for busy ones (else they
+/// are skipped until the next round).
+fn save_collections(state: &AppState, wait: bool) {
+    let open: Vec<_> = state
+        .collections
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(name, c)| (name.clone(), c.clone()))
+        .collect();
+    for (name, c) in open {
+        let guard = if wait {
+            Some(c.lock().unwrap_or_else(|p| p.into_inner()))
+        } else {
+            c.try_lock().ok()
+        };
+        if let Some(mut c) = guard {
+            if let Err(e) = c.flush() {
+                eprintln!("crossrank: saving the dense index of collection {name}: {e}");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

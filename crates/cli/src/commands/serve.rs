@@ -49,6 +49,9 @@ pub struct Args {
     /// Directory of search collections served under /v1/collections/{name}/...
     #[arg(long)]
     pub collections: Option<PathBuf>,
+    /// Seconds between saves of changed dense indexes (0: only at shutdown; default 30).
+    #[arg(long)]
+    pub collection_save_secs: Option<u64>,
     /// Bi-encoder for new collections (dense / hybrid retrieval; directory or hub id).
     #[arg(long)]
     pub embedder: Option<String>,
@@ -133,6 +136,9 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     }
     if args.collections.is_some() {
         c.collections_dir = args.collections.clone();
+    }
+    if let Some(v) = args.collection_save_secs {
+        c.collection_save_secs = v;
     }
     if let Some(e) = &args.embedder {
         c.embedder = Some(PathBuf::from(e));
