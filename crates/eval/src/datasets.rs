@@ -313,7 +313,7 @@ pub fn labelled_jsonl(path: &Path) -> Result<RerankSet> {
                 .and_then(id_string)
                 .unwrap_or_else(|| (i + 1).to_string());
         let judged = qrels.entry(qid.clone()).or_default();
-        for (d, _) in l.documents.iter().enumerate() {
+        for d in 0..l.documents.len() {
             judged.insert(d.to_string(), i32::from(l.relevant.contains(&d)));
         }
         queries.push(Query {

@@ -227,12 +227,7 @@ impl Collection {
         if let Some(e) = &embedder {
             manifest.dim = Some(e.dim());
         }
-        std::fs::write(
-            &mpath,
-            serde_json::to_string_pretty(&manifest).unwrap_or_default(),
-        )
-        .map_err(|e| io(&mpath, e))?;
-        Ok(Collection {
+        let c = Collection {
             dir: dir.to_path_buf(),
             index,
             reader,
@@ -241,7 +236,9 @@ impl Collection {
             embedder,
             dense: None,
             dense_dirty: false,
-        })
+        };
+        c.save_manifest()?;
+        Ok(c)
     }
 
     /// The manifest.
@@ -348,7 +345,7 @@ impl Collection {
         if self.manifest.dim.is_some() {
             self.dense_index()?;
         }
-        let mut writer = self.index.writer_with_num_threads(1, 64_000_000)?;
+        let writer = self.index.writer_with_num_threads(1, 64_000_000)?;
         let f = &self.f;
         for (i, d) in docs.iter().enumerate() {
             writer.delete_term(Term::from_field_text(f.id, &d.id));
@@ -376,10 +373,7 @@ impl Collection {
             }
             writer.add_document(doc)?;
         }
-        writer.commit()?;
-        // Let the merge policy finish, so that many small writes do not leave many segments.
-        writer.wait_merging_threads()?;
-        self.reader.reload()?;
+        self.commit(writer)?;
         if let (Some(dense), Some(e)) = (&mut self.dense, &embeddings) {
             // Later duplicates of an id win, as in the tantivy index.
             dense.upsert(
@@ -398,14 +392,11 @@ impl Collection {
             .iter()
             .filter(|id| self.get(id).ok().flatten().is_some())
             .count();
-        let mut writer: tantivy::IndexWriter = self.index.writer_with_num_threads(1, 64_000_000)?;
+        let writer: tantivy::IndexWriter = self.index.writer_with_num_threads(1, 64_000_000)?;
         for id in ids {
             writer.delete_term(Term::from_field_text(self.f.id, id));
         }
-        writer.commit()?;
-        // Let the merge policy finish, so that many small writes do not leave many segments.
-        writer.wait_merging_threads()?;
-        self.reader.reload()?;
+        self.commit(writer)?;
         if let Some(dense) = &mut self.dense {
             for id in ids {
                 dense.remove(id)?;
@@ -440,6 +431,15 @@ impl Collection {
             updated_at: s(self.f.updated_at),
             metadata: s(self.f.metadata).and_then(|m| serde_json::from_str(&m).ok()),
         }
+    }
+
+    /// Commits (durably), lets the merge policy finish so that many small writes do not leave
+    /// many segments, and makes the commit visible to searches.
+    fn commit(&self, mut writer: tantivy::IndexWriter) -> Result<()> {
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        self.reader.reload()?;
+        Ok(())
     }
 
     fn opstamp(&self) -> Result<u64> {
@@ -567,6 +567,20 @@ impl Collection {
         }
     }
 
+    /// Every document split by [`chunk`] counting in [`Collection::chunk_unit`].
+    pub fn chunk_all(
+        &self,
+        docs: &[DocInput],
+        size: usize,
+        overlap: usize,
+    ) -> Result<Vec<DocInput>> {
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            out.extend(chunk(d, size, overlap, self.chunk_unit())?);
+        }
+        Ok(out)
+    }
+
     /// The collection directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -580,7 +594,8 @@ impl Drop for Collection {
     }
 }
 
-fn body(title: Option<&str>, text: &str) -> String {
+/// The text that is indexed, embedded and reranked: the title (if any), a space, the text.
+pub(crate) fn body(title: Option<&str>, text: &str) -> String {
     match title {
         Some(t) if !t.is_empty() => format!("{t} {text}"),
         _ => text.to_string(),

@@ -172,7 +172,7 @@ impl DenseIndex {
         &mut self,
         items: impl IntoIterator<Item = (&'a str, &'a [f32])>,
     ) -> Result<()> {
-        let mut added = Vec::new();
+        let mut added: Vec<(usize, &[f32])> = Vec::new();
         for (id, v) in items {
             if v.len() != self.dim {
                 return Err(DenseError::Width {
@@ -186,7 +186,7 @@ impl DenseIndex {
             self.ids.push(Some(id.to_string()));
             self.rows.insert(id.to_string(), row);
             match &self.ann {
-                Some(_) => added.push((row, v.to_vec())),
+                Some(_) => added.push((row, v)),
                 None => self.data.extend_from_slice(v),
             }
         }
@@ -196,7 +196,7 @@ impl DenseIndex {
                 ann.reserve_capacity_and_threads(need.max(ann.capacity() * 3 / 2), ANN_THREADS)
                     .map_err(ann_err)?;
             }
-            add_parallel(ann, added.iter().map(|(r, v)| (*r, v.as_slice())))?;
+            add_parallel(ann, added.into_iter())?;
         } else if let Some(scan) = &mut self.scan {
             scan.catch_up(&self.data, self.dim, false);
         } else if self.len() >= self.cfg.min_vectors {
@@ -258,16 +258,7 @@ impl DenseIndex {
         if self.ann.is_some() {
             return Ok(());
         }
-        let ann = Index::new(&IndexOptions {
-            dimensions: self.dim,
-            metric: MetricKind::IP,
-            quantization: ScalarKind::F32,
-            connectivity: self.cfg.connectivity,
-            expansion_add: self.cfg.expansion_add,
-            expansion_search: self.cfg.expansion_search,
-            multi: false,
-        })
-        .map_err(ann_err)?;
+        let ann = new_graph(self.dim, &self.cfg)?;
         ann.reserve_capacity_and_threads(self.len().max(1024), ANN_THREADS)
             .map_err(ann_err)?;
         let dim = self.dim;
@@ -291,7 +282,7 @@ impl DenseIndex {
             Some(ann) => {
                 self.check_query(q)?;
                 let m = ann.search(q, k).map_err(ann_err)?;
-                Ok(self.named(&m.keys, &m.distances))
+                Ok(self.graph_hits(&m))
             }
             None => match &self.scan {
                 Some(scan) => self.scanned(scan, q, k),
@@ -315,10 +306,7 @@ impl DenseIndex {
             .map(|(row, _)| (row, dot(&self.data[row * self.dim..][..self.dim], q)))
             .collect();
         top(&mut rows, k);
-        Ok(rows
-            .into_iter()
-            .filter_map(|(row, s)| Some((self.ids[row].clone()?, s)))
-            .collect())
+        Ok(self.named(rows))
     }
 
     /// Exact top `k` by inner product (a full scan, also when the graph exists).
@@ -326,7 +314,7 @@ impl DenseIndex {
         self.check_query(q)?;
         if let Some(ann) = &self.ann {
             let m = ann.exact_search(q, k).map_err(ann_err)?;
-            return Ok(self.named(&m.keys, &m.distances));
+            return Ok(self.graph_hits(&m));
         }
         let mut scored: Vec<(usize, f32)> = self
             .data
@@ -336,10 +324,7 @@ impl DenseIndex {
             .map(|(row, v)| (row, dot(v, q)))
             .collect();
         top(&mut scored, k);
-        Ok(scored
-            .into_iter()
-            .filter_map(|(row, s)| Some((self.ids[row].clone()?, s)))
-            .collect())
+        Ok(self.named(scored))
     }
 
     fn check_query(&self, q: &[f32]) -> Result<()> {
@@ -353,14 +338,21 @@ impl DenseIndex {
         Ok(())
     }
 
-    fn named(&self, keys: &[u64], distances: &[f32]) -> Vec<(String, f32)> {
-        keys.iter()
-            .zip(distances)
-            .filter_map(|(&key, &d)| {
-                let id = self.ids.get(key as usize)?.clone()?;
-                Some((id, 1.0 - d))
-            })
+    /// (row, score) -> (id, score), dropping deleted rows.
+    fn named(&self, rows: impl IntoIterator<Item = (usize, f32)>) -> Vec<(String, f32)> {
+        rows.into_iter()
+            .filter_map(|(row, s)| Some((self.ids.get(row)?.clone()?, s)))
             .collect()
+    }
+
+    /// The graph's (key, distance) matches as (id, inner product).
+    fn graph_hits(&self, m: &usearch::ffi::Matches) -> Vec<(String, f32)> {
+        self.named(
+            m.keys
+                .iter()
+                .zip(&m.distances)
+                .map(|(&key, &d)| (key as usize, 1.0 - d)),
+        )
     }
 
     /// Writes the index into `dir` (created if needed) with a caller's version `stamp`.
@@ -449,16 +441,7 @@ impl DenseIndex {
         if meta.ann {
             let path = dir.join("graph.usearch");
             let path_s = path.to_str().ok_or_else(|| file_err(&path, "not UTF-8"))?;
-            let ann = Index::new(&IndexOptions {
-                dimensions: dim,
-                metric: MetricKind::IP,
-                quantization: ScalarKind::F32,
-                connectivity: index.cfg.connectivity,
-                expansion_add: index.cfg.expansion_add,
-                expansion_search: index.cfg.expansion_search,
-                multi: false,
-            })
-            .map_err(ann_err)?;
+            let ann = new_graph(dim, &index.cfg)?;
             if ann.load(path_s).is_err() {
                 return Ok(None);
             }
@@ -489,6 +472,20 @@ impl DenseIndex {
         }
         Ok(Some(index))
     }
+}
+
+/// An empty graph for inner-product search with `cfg`'s parameters.
+fn new_graph(dim: usize, cfg: &AnnConfig) -> Result<Index> {
+    Index::new(&IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::IP,
+        quantization: ScalarKind::F32,
+        connectivity: cfg.connectivity,
+        expansion_add: cfg.expansion_add,
+        expansion_search: cfg.expansion_search,
+        multi: false,
+    })
+    .map_err(ann_err)
 }
 
 /// Adds `(row, vector)` pairs to the graph on every core (sequentially for a few).

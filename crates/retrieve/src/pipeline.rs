@@ -2,7 +2,7 @@
 //! time of each stage. The reranker is a closure so that the CLI (a `Reranker`) and the server
 //! (its batching queue) share this code.
 
-use crate::collection::{Collection, Retriever, StoredDoc};
+use crate::collection::{body, Collection, Retriever, StoredDoc};
 use crate::hybrid::HybridMode;
 use crate::{Result, RetrieveError};
 use crossrank_rank::fusion::{abstain, Breakdown, FusionConfig, FusionInput};
@@ -217,10 +217,7 @@ impl Candidates {
         let t1 = Instant::now();
         let texts: Vec<String> = docs
             .iter()
-            .map(|d| match &d.title {
-                Some(t) if !t.is_empty() => format!("{t} {}", d.text),
-                _ => d.text.clone(),
-            })
+            .map(|d| body(d.title.as_deref(), &d.text))
             .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let relevance = if refs.is_empty() {

@@ -2,7 +2,7 @@
 
 use crate::input::{jsonl_objects, read_source};
 use anyhow::{bail, Context, Result};
-use crossrank_retrieve::collection::{chunk, Collection, DocInput};
+use crossrank_retrieve::collection::{Collection, DocInput};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -56,13 +56,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut c = Collection::open(&args.collection, embedder.as_deref(), !parsed.is_empty())
         .with_context(|| format!("opening collection {}", args.collection.display()))?;
     let docs = match args.chunk_tokens {
-        Some(n) => {
-            let mut docs = Vec::new();
-            for d in &parsed {
-                docs.extend(chunk(d, n, args.overlap, c.chunk_unit())?);
-            }
-            docs
-        }
+        Some(n) => c.chunk_all(&parsed, n, args.overlap)?,
         None => parsed,
     };
     if !args.delete.is_empty() {

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
-use crossrank_retrieve::collection::{chunk, Collection, DocInput};
+use crossrank_retrieve::collection::{Collection, DocInput};
 use crossrank_retrieve::pipeline::{first_stage, now_unix, SearchRequest};
 use crossrank_retrieve::RetrieveError;
 use serde_json::{json, Value};
@@ -106,15 +106,7 @@ pub async fn upsert(
             tokio::task::spawn_blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let docs = match chunk_tokens {
-                    Some(n) => {
-                        let mut out = Vec::new();
-                        for d in &docs {
-                            out.extend(
-                                chunk(d, n, overlap, c.chunk_unit()).map_err(retrieve_error)?,
-                            );
-                        }
-                        out
-                    }
+                    Some(n) => c.chunk_all(&docs, n, overlap).map_err(retrieve_error)?,
                     None => docs,
                 };
                 let n = c.upsert(&docs).map_err(retrieve_error)?;
