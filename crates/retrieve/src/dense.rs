@@ -613,25 +613,17 @@ mod tests {
                 ..AnnConfig::default()
             },
         );
-        // One shard is quantized at the threshold, the rest stays an exact tail until a
-        // whole shard has arrived.
-        d.upsert(
+        // At the threshold the first 10,000 are quantized; of the rest, one whole shard is
+        // quantized and the last 100 stay an exact tail.
+        let pairs = || {
             names
                 .iter()
                 .map(|s| s.as_str())
                 .zip(data.iter().map(|v| &v[..]))
-                .take(10_000),
-        )
-        .unwrap();
+        };
+        d.upsert(pairs().take(10_000)).unwrap();
         assert_eq!(d.mode(), "int8-scan");
-        d.upsert(
-            names
-                .iter()
-                .map(|s| s.as_str())
-                .zip(data.iter().map(|v| &v[..]))
-                .skip(10_000),
-        )
-        .unwrap();
+        d.upsert(pairs().skip(10_000)).unwrap();
         d.remove("u7").unwrap();
         let want: Vec<Vec<(String, f32)>> =
             queries.iter().map(|q| d.exact(q, 20).unwrap()).collect();

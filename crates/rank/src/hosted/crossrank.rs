@@ -31,15 +31,6 @@ impl Provider for Crossrank {
     fn model(&self) -> &str {
         &self.url
     }
-    fn default_base(&self) -> Option<&'static str> {
-        None
-    }
-    fn base_env(&self) -> Option<&'static str> {
-        None
-    }
-    fn key_env(&self) -> Option<&'static str> {
-        None
-    }
     fn endpoint(&self, base: &str) -> String {
         format!(
             "{}/v1/rerank",

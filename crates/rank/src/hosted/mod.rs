@@ -23,12 +23,19 @@ pub(crate) trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Model (or URL) for messages.
     fn model(&self) -> &str;
-    /// Default base URL (scheme://host[:port]); None when the spec carries it.
-    fn default_base(&self) -> Option<&'static str>;
-    /// Environment variable overriding the base URL.
-    fn base_env(&self) -> Option<&'static str>;
-    /// Environment variable holding the API key.
-    fn key_env(&self) -> Option<&'static str>;
+    /// Default base URL (scheme://host[:port]); None (the default, for self-hosted servers)
+    /// when the spec carries it.
+    fn default_base(&self) -> Option<&'static str> {
+        None
+    }
+    /// Environment variable overriding the base URL (none by default).
+    fn base_env(&self) -> Option<&'static str> {
+        None
+    }
+    /// Environment variable holding the API key (none by default: no key).
+    fn key_env(&self) -> Option<&'static str> {
+        None
+    }
     /// Full URL of the rerank endpoint.
     fn endpoint(&self, base: &str) -> String;
     /// Request body for one call.

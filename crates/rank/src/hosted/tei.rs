@@ -15,15 +15,6 @@ impl Provider for Tei {
     fn model(&self) -> &str {
         &self.url
     }
-    fn default_base(&self) -> Option<&'static str> {
-        None
-    }
-    fn base_env(&self) -> Option<&'static str> {
-        None
-    }
-    fn key_env(&self) -> Option<&'static str> {
-        None
-    }
     fn endpoint(&self, base: &str) -> String {
         format!("{}/rerank", if base.is_empty() { &self.url } else { base })
     }
