@@ -206,25 +206,44 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
 }
 
 impl Candidates {
-    /// Reranks, fuses and applies the abstention rule.
+    /// The texts the reranker reads (title and text), in candidate order.
+    pub fn texts(&self) -> Vec<String> {
+        self.docs
+            .iter()
+            .map(|d| body(d.title.as_deref(), &d.text))
+            .collect()
+    }
+
+    /// Reranks with `rerank(query, texts)` (one relevance in [0, 1] per text), fuses and
+    /// applies the abstention rule.
     pub fn finish(
         self,
         req: &SearchRequest,
         now_unix: i64,
         rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
     ) -> Result<SearchResponse> {
-        let docs = self.docs;
         let t1 = Instant::now();
-        let texts: Vec<String> = docs
-            .iter()
-            .map(|d| body(d.title.as_deref(), &d.text))
-            .collect();
+        let texts = self.texts();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let relevance = if refs.is_empty() {
             Vec::new()
         } else {
             rerank(&req.query, &refs)?
         };
+        let rerank_ms = t1.elapsed().as_secs_f64() * 1e3;
+        self.fuse(req, now_unix, relevance, rerank_ms)
+    }
+
+    /// Fuses relevances computed elsewhere (one per text of [`Candidates::texts`], taking
+    /// `rerank_ms`) and applies the abstention rule.
+    pub fn fuse(
+        self,
+        req: &SearchRequest,
+        now_unix: i64,
+        relevance: Vec<f64>,
+        rerank_ms: f64,
+    ) -> Result<SearchResponse> {
+        let docs = self.docs;
         if relevance.len() != docs.len() {
             return Err(RetrieveError::Invalid(format!(
                 "the reranker scored {} of {} candidates",
@@ -267,8 +286,6 @@ impl Candidates {
                 }
             })
             .collect();
-        let t3 = Instant::now();
-        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
         Ok(SearchResponse {
             answerable: decision.answerable,
             best: decision.best_index.map(|i| Best {
@@ -279,8 +296,8 @@ impl Candidates {
             results,
             timings_ms: Timings {
                 retrieve: self.retrieve_ms,
-                rerank: ms(t1, t2),
-                fuse: ms(t2, t3),
+                rerank: rerank_ms,
+                fuse: t2.elapsed().as_secs_f64() * 1e3,
             },
         })
     }

@@ -66,6 +66,15 @@ fn collection(
     Ok(c)
 }
 
+/// Runs collection work (disk, embedding, search) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
 fn respond(r: Result<Value, ApiError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
@@ -103,7 +112,7 @@ pub async fn upsert(
             };
             let (chunk_tokens, overlap) = (count("chunk_tokens")?, count("overlap")?.unwrap_or(0));
             let c = collection(&state, &name, true)?;
-            tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let docs = match chunk_tokens {
                     Some(n) => c.chunk_all(&docs, n, overlap).map_err(retrieve_error)?,
@@ -113,7 +122,6 @@ pub async fn upsert(
                 Ok(json!({"indexed": n, "count": c.len()}))
             })
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
         }
         .await,
     )
@@ -127,7 +135,7 @@ pub async fn delete(
     respond(
         async {
             let c = collection(&state, &name, false)?;
-            tokio::task::spawn_blocking(move || {
+            blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let n = c
                     .delete(std::slice::from_ref(&id))
@@ -138,7 +146,6 @@ pub async fn delete(
                 Ok(json!({"deleted": id, "count": c.len()}))
             })
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
         }
         .await,
     )
@@ -159,40 +166,32 @@ pub async fn search(
             let req: SearchRequest = serde_json::from_value(Value::Object(obj))
                 .map_err(|e| ApiError::unprocessable(format!("invalid search request: {e}")))?;
             let c = collection(&state, &name, false)?;
-            let st = state.clone();
-            let handle = tokio::runtime::Handle::current();
-            let now = now_unix();
-            tokio::task::spawn_blocking(move || {
-                // The lock covers the first stage only; reranking runs beside other searches.
-                let candidates = {
-                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                    first_stage(&mut c, &req).map_err(retrieve_error)?
-                };
-                let mut api_err = None;
-                let out = candidates.finish(&req, now, |q, texts| {
-                    let job = RerankJob {
-                        model: None,
-                        query: q.to_string(),
-                        documents: texts.iter().map(|t| t.to_string()).collect(),
-                        long_docs: LongDocs::Truncate(Direction::Right),
-                    };
-                    match handle.block_on(rerank(&st, job)) {
-                        Ok(o) => Ok(o.scores.iter().map(|s| s.score as f64).collect()),
-                        Err(e) => {
-                            let m = e.message.clone();
-                            api_err = Some(e);
-                            Err(RetrieveError::Invalid(m))
-                        }
-                    }
-                });
-                match (out, api_err) {
-                    (Ok(r), _) => Ok(serde_json::to_value(r).unwrap_or(Value::Null)),
-                    (Err(_), Some(e)) => Err(e),
-                    (Err(e), None) => Err(retrieve_error(e)),
-                }
+            // The lock covers the first stage only; reranking runs beside other searches.
+            let (candidates, req) = blocking(move || {
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                let candidates = first_stage(&mut c, &req).map_err(retrieve_error)?;
+                Ok((candidates, req))
             })
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
+            .await?;
+            let documents = candidates.texts();
+            let t = std::time::Instant::now();
+            let relevance = if documents.is_empty() {
+                Vec::new()
+            } else {
+                let job = RerankJob {
+                    model: None,
+                    query: req.query.clone(),
+                    documents,
+                    long_docs: LongDocs::Truncate(Direction::Right),
+                };
+                let out = rerank(&state, job).await?;
+                out.scores.iter().map(|s| s.score as f64).collect()
+            };
+            let rerank_ms = t.elapsed().as_secs_f64() * 1e3;
+            let r = candidates
+                .fuse(&req, now_unix(), relevance, rerank_ms)
+                .map_err(retrieve_error)?;
+            Ok(serde_json::to_value(r).unwrap_or(Value::Null))
         }
         .await,
     )
