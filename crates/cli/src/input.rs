@@ -73,12 +73,27 @@ fn kind(v: &serde_json::Value) -> &'static str {
 
 /// Reads `{"query", "passage"}` objects, one per line, from a file (or stdin for `-`).
 pub fn read_pairs(path: &str) -> Result<(String, Vec<(String, String)>)> {
+    let (name, rows) = read_instructed_pairs(path)?;
+    Ok((name, rows.into_iter().map(|(q, p, _)| (q, p)).collect()))
+}
+
+/// (query, passage, instruction) of one input line.
+pub type InstructedPair = (String, String, Option<String>);
+
+/// Like [`read_pairs`], with each line's optional `"instruction"` string.
+pub fn read_instructed_pairs(path: &str) -> Result<(String, Vec<InstructedPair>)> {
     let (name, text) = read_source(Some(path))?;
     let mut pairs = Vec::new();
     for (line, obj) in jsonl_objects(&name, &text)? {
+        let instruction = match obj.get("instruction") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => anyhow::bail!("{name}:{line}: \"instruction\" must be a string"),
+        };
         pairs.push((
             string_field(&name, line, &obj, "query")?.to_string(),
             string_field(&name, line, &obj, "passage")?.to_string(),
+            instruction,
         ));
     }
     Ok((name, pairs))

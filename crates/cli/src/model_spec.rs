@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
-use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
+use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize, Template};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::{LocalReranker, Reranker};
 use std::path::PathBuf;
@@ -37,6 +37,34 @@ pub struct ModelArgs {
     /// Precision of the linear layers: none (fp32, reference scores) or int8 (faster).
     #[arg(long, value_enum, default_value_t = QuantizeArg::None)]
     pub quantize: QuantizeArg,
+    /// Prompt template of a decoder reranker (default: found from the checkpoint).
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateArg>,
+    /// Instruction for rerankers whose template takes one (Qwen3-Reranker, mxbai-rerank-v2);
+    /// ignored by the others. Default: the template's own.
+    #[arg(long)]
+    pub instruction: Option<String>,
+}
+
+/// `--template` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateArg {
+    /// Qwen3-Reranker's prompt, answer tokens yes / no.
+    Qwen3Reranker,
+    /// mxbai-rerank-v2's prompt, answer tokens 1 / 0.
+    MxbaiRerankV2,
+    /// No template: the tokenizer's pair encoding.
+    None,
+}
+
+impl From<TemplateArg> for Template {
+    fn from(t: TemplateArg) -> Template {
+        match t {
+            TemplateArg::Qwen3Reranker => Template::Qwen3Reranker,
+            TemplateArg::MxbaiRerankV2 => Template::MxbaiRerankV2,
+            TemplateArg::None => Template::None,
+        }
+    }
 }
 
 /// `--quantize` values.
@@ -91,7 +119,9 @@ impl ModelArgs {
                 HostedOptions::default(),
             )?));
         }
-        Ok(Box::new(LocalReranker::new(self.load()?)))
+        Ok(Box::new(
+            LocalReranker::new(self.load()?).with_instruction(self.instruction.clone()),
+        ))
     }
 
     /// Loads the model (a local one; hosted specs are refused here).
@@ -108,6 +138,7 @@ impl ModelArgs {
                 QuantizeArg::None => Quantize::None,
                 QuantizeArg::Int8 => Quantize::Int8,
             },
+            template: self.template.map(Template::from),
             ..Default::default()
         };
         CrossEncoder::load(&dir, options)

@@ -394,3 +394,74 @@ fn bad_inputs_fail_with_messages_naming_the_problem() {
 
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn score_new_architectures_with_per_line_instructions() {
+    let dir = temp_dir("rerankers");
+    for name in [
+        "tiny-qwen3-reranker",
+        "tiny-mxbai-v2",
+        "tiny-ettin",
+        "tiny-modernbert-mean",
+    ] {
+        let model = shared().join("fixtures").join(name);
+        let rows = fixture_rows(&model.join("reference.jsonl"));
+        // Every line carries its own instruction (or none), mixed in one file.
+        let p = dir.join(format!("{name}.jsonl"));
+        let text: String = rows
+            .iter()
+            .map(|r| {
+                let mut o = serde_json::json!({"query": r["query"], "passage": r["passage"]});
+                if let Some(i) = r.get("instruction") {
+                    o["instruction"] = i.clone();
+                }
+                o.to_string() + "\n"
+            })
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        let out = stdout(&crossrank(
+            &[
+                "score",
+                "--model",
+                model.to_str().unwrap(),
+                "--pairs",
+                p.to_str().unwrap(),
+            ],
+            None,
+            &[],
+        ));
+        let got = score_lines(&out);
+        assert_eq!(got.len(), rows.len(), "{name}");
+        for (i, (g, r)) in got.iter().zip(&rows).enumerate() {
+            let d = (g["logit"].as_f64().unwrap() - r["logit"].as_f64().unwrap()).abs();
+            assert!(d <= 1e-4, "{name} line {}: logit off by {d}", i + 1);
+        }
+    }
+    // `crossrank models` names the template and the answer tokens.
+    let model = shared().join("fixtures/tiny-mxbai-v2");
+    let out = stdout(&crossrank(
+        &["models", "-m", model.to_str().unwrap(), "--json"],
+        None,
+        &[],
+    ));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let row = v["models"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(row["template"], "mxbai-rerank-v2", "{row}");
+    assert_eq!(row["answer_tokens"], serde_json::json!(["1", "0"]), "{row}");
+    // A template that does not fit the architecture is refused.
+    let bert = shared().join("fixtures/tiny-bert-1label");
+    let err = fails(
+        &[
+            "rerank",
+            "--model",
+            bert.to_str().unwrap(),
+            "--template",
+            "qwen3-reranker",
+            "--query",
+            "q",
+        ],
+        Some("a\nb\n"),
+    );
+    assert!(err.contains("template"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -539,3 +539,60 @@ fn embedder_by_hub_id_from_the_cache() {
         "{err}"
     );
 }
+
+fn rss_mb(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn sixty_four_collections_share_one_bi_encoder() {
+    let dir = temp_dir("pipe-64");
+    let emb = embedder();
+    let srv = Server::start(&[
+        "--collections",
+        dir.to_str().unwrap(),
+        "--embedder",
+        emb.to_str().unwrap(),
+    ]);
+    let start = rss_mb(srv.child.id());
+    let upload = |i: usize| {
+        let (st, v, _) = srv.post(
+            &format!("/v1/collections/c{i}/documents"),
+            &serde_json::json!({"documents": [{"id": "only", "text": format!("collection {i} holds one note about rivers")}]}),
+        );
+        assert_eq!(st, 200, "{v}");
+    };
+    upload(0);
+    let one = rss_mb(srv.child.id());
+    // Open the rest concurrently: one load of the bi-encoder however the requests race.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let upload = &upload;
+            s.spawn(move || (1..64).filter(|i| i % 4 == t).for_each(upload));
+        }
+    });
+    let all = rss_mb(srv.child.id());
+    let (_, info) = srv.get("/info");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["collections"]["open"], 64, "{info}");
+    assert_eq!(info["collections"]["embedders_loaded"], 1, "{info}");
+    eprintln!("RSS: {start:.0} MB at start, {one:.0} MB with 1 collection, {all:.0} MB with 64");
+    // Before sharing, each collection loaded its own bi-encoder (about 110 MB each here).
+    assert!(
+        all - one < 300.0,
+        "64 collections cost {:.0} MB over one",
+        all - one
+    );
+    let (st, v, _) = srv.post(
+        "/v1/collections/c63/search",
+        &serde_json::json!({"query": "rivers", "retriever": "dense", "top_k": 1}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"][0]["id"], "only");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -415,8 +415,12 @@ fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
     assert!(results.iter().any(|(s, _)| *s == 200), "{results:?}");
     let limited: Vec<_> = results.iter().filter(|(s, _)| *s == 429).collect();
     assert!(!limited.is_empty(), "{results:?}");
+    // Retry-After is the time the backlog needs to drain, in whole seconds (at least 1).
     assert!(
-        limited.iter().all(|(_, ra)| ra.as_deref() == Some("1")),
+        limited.iter().all(|(_, ra)| ra
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v >= 1)),
         "{results:?}"
     );
 
@@ -488,12 +492,14 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[test]
 fn concurrent_requests_are_batched_and_correct() {
-    let srv = Server::start(&[]);
+    // Admission by deadline off: all 16 requests are queued and batched together, however
+    // slow the machine (one W50 request takes 0.3-3 s on the boxes seen).
+    let srv = Server::start(&["--max-queue-ms", "0"]);
     let (q, docs) = w50();
     let want = score_with_cli(&q, &docs, &[]);
     let body = json!({"query": q, "documents": docs, "return_documents": false});
     let responses: Vec<Value> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..32)
+        let hs: Vec<_> = (0..16)
             .map(|_| s.spawn(|| srv.post("/v1/rerank", &body)))
             .collect();
         hs.into_iter()
@@ -518,14 +524,15 @@ fn concurrent_requests_are_batched_and_correct() {
         "crossrank_batch_pairs_count{model=\"minilm-l6-rerank\"}",
     );
     let pairs = metric(&m, "crossrank_batch_pairs_sum{model=\"minilm-l6-rerank\"}");
-    assert_eq!(pairs, 32.0 * 50.0);
+    assert_eq!(pairs, 16.0 * 50.0);
     // Batches mixed requests: on average more pairs per batch than one request has.
     assert!(pairs / batches > 50.0, "{pairs} pairs in {batches} batches");
 }
 
 #[test]
 fn sigterm_finishes_the_request_in_flight() {
-    let mut srv = Server::start(&["--threads", "1"]);
+    // A drain deadline far above what the request needs on a busy machine.
+    let mut srv = Server::start(&["--threads", "1", "--shutdown-grace-ms", "300000"]);
     let (q, docs) = w50();
     let body =
         json!({"query": q, "texts": docs.iter().cycle().take(300).cloned().collect::<Vec<_>>()});
@@ -558,4 +565,59 @@ fn sigterm_finishes_the_request_in_flight() {
     assert_eq!(v.as_array().unwrap().len(), 300);
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn qwen3_reranker_is_served_on_every_route_with_and_without_instruction() {
+    let dir = shared().join("fixtures/tiny-qwen3-reranker");
+    let srv = Server::start(&["-m", &format!("qwen3={}", dir.display())]);
+    let rows = fixture_rows(&dir.join("reference.jsonl"));
+    let (_, info) = srv.get("/info");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["models"][0]["template"], "qwen3-reranker", "{info}");
+    // Five rows with the default instruction, then the rows that carry their own.
+    let picked: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r.get("instruction").is_none())
+        .take(5)
+        .chain(rows.iter().filter(|r| r.get("instruction").is_some()))
+        .collect();
+    assert!(picked.len() >= 10);
+    for r in picked {
+        let (q, p) = (r["query"].as_str().unwrap(), r["passage"].as_str().unwrap());
+        let want = r["score"].as_f64().unwrap();
+        let mut bodies = vec![
+            ("/rerank", json!({"query": q, "texts": [p]}), "score"),
+            (
+                "/v1/rerank",
+                json!({"query": q, "documents": [p]}),
+                "relevance_score",
+            ),
+            (
+                "/v2/rerank",
+                json!({"model": "qwen3", "query": q, "documents": [p]}),
+                "relevance_score",
+            ),
+        ];
+        if let Some(inst) = r.get("instruction") {
+            for b in bodies.iter_mut() {
+                b.1["instruction"] = inst.clone();
+            }
+        }
+        for (path, body, key) in bodies {
+            let (st, v, _) = srv.post(path, &body);
+            assert_eq!(st, 200, "{path}: {v}");
+            let item = if path == "/rerank" {
+                &v[0]
+            } else {
+                &v["results"][0]
+            };
+            let got = item[key].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-4,
+                "{path} {:?}: {got} vs reference {want}",
+                r.get("instruction")
+            );
+        }
+    }
 }

@@ -173,6 +173,15 @@ impl BiEncoder {
                 && (end == start || tokens + encoded[end].ids.len() <= self.max_batch_tokens)
             {
                 let e = &encoded[end];
+                // A tokenizer without a post-processor gives no tokens for an empty text, and
+                // a sequence of no tokens has nothing to pool.
+                if e.ids.is_empty() || e.ids.len() > self.config.usable_positions() {
+                    return Err(EngineError::InvalidOption(format!(
+                        "text {end}: {} tokens, outside 1..={} for this bi-encoder",
+                        e.ids.len(),
+                        self.config.usable_positions()
+                    )));
+                }
                 if let Some(&bad) = e
                     .ids
                     .iter()

@@ -11,6 +11,26 @@ pub enum Architecture {
     Bert,
     /// XLM-RoBERTa / RoBERTa encoder with a dense+tanh+out_proj head (bge-reranker family).
     XlmRoberta,
+    /// ModernBERT encoder (gte-reranker-modernbert, Ettin module chains).
+    ModernBert,
+    /// Qwen3 decoder (Qwen3-Reranker, its seq-cls conversions).
+    Qwen3,
+    /// Qwen2 decoder (mxbai-rerank-v2).
+    Qwen2,
+}
+
+impl Architecture {
+    /// Whether the model has rotary positions and its own `config.json` reader.
+    pub fn is_rotary(self) -> bool {
+        matches!(
+            self,
+            Architecture::ModernBert | Architecture::Qwen3 | Architecture::Qwen2
+        )
+    }
+    /// Whether it is a decoder scored at the last token.
+    pub fn is_decoder(self) -> bool {
+        matches!(self, Architecture::Qwen3 | Architecture::Qwen2)
+    }
 }
 
 /// Activation of the feed-forward layers.
@@ -34,6 +54,7 @@ struct RawConfig {
     num_attention_heads: usize,
     num_hidden_layers: usize,
     intermediate_size: usize,
+    #[serde(default = "default_positions")]
     max_position_embeddings: usize,
     #[serde(default = "default_type_vocab")]
     type_vocab_size: usize,
@@ -54,6 +75,9 @@ struct RawConfig {
 
 fn default_type_vocab() -> usize {
     2
+}
+fn default_positions() -> usize {
+    512
 }
 fn default_eps() -> f64 {
     1e-12
@@ -92,6 +116,10 @@ pub struct ModelConfig {
     /// Whether config.json declares a sequence-classification head (a cross-encoder); base
     /// models (`BertModel`, a bi-encoder's transformer) do not.
     pub has_classifier: bool,
+    /// A `*ForCausalLM` checkpoint, scored by answer-token logits through a prompt template.
+    pub causal_lm: bool,
+    /// The config.json text, for the architectures that read more of it.
+    pub json: String,
 }
 
 impl ModelConfig {
@@ -120,13 +148,24 @@ impl ModelConfig {
             | Some("RobertaForSequenceClassification")
             | Some("XLMRobertaModel")
             | Some("RobertaModel") => Some(Architecture::XlmRoberta),
+            Some("ModernBertForSequenceClassification") | Some("ModernBertModel") => {
+                Some(Architecture::ModernBert)
+            }
+            Some("Qwen3ForCausalLM") | Some("Qwen3ForSequenceClassification") => {
+                Some(Architecture::Qwen3)
+            }
+            Some("Qwen2ForCausalLM") | Some("Qwen2ForSequenceClassification") => {
+                Some(Architecture::Qwen2)
+            }
             Some(_) => None,
             None => match raw.model_type.as_deref() {
                 Some("bert") => Some(Architecture::Bert),
                 Some("xlm-roberta") | Some("roberta") => Some(Architecture::XlmRoberta),
+                Some("modernbert") => Some(Architecture::ModernBert),
                 _ => None,
             },
         };
+        let causal_lm = archs.first().is_some_and(|a| a.ends_with("ForCausalLM"));
         let Some(architecture) = arch else {
             return Ok(Err(EngineError::UnsupportedArchitecture {
                 architectures: archs,
@@ -141,6 +180,8 @@ impl ModelConfig {
             }
         }
         let activation = match raw.hidden_act.as_str() {
+            // The rotary architectures read their own activation fields.
+            _ if architecture.is_rotary() => Activation::Gelu,
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
             "relu" => Activation::Relu,
@@ -155,13 +196,16 @@ impl ModelConfig {
                 raw.hidden_size, raw.num_attention_heads
             ));
         }
-        let num_labels = raw
-            .num_labels
-            .or(raw.id2label.as_ref().map(|m| m.len()))
-            .unwrap_or(2);
+        let num_labels = if causal_lm {
+            1
+        } else {
+            raw.num_labels
+                .or(raw.id2label.as_ref().map(|m| m.len()))
+                .unwrap_or(2)
+        };
         let has_classifier = match archs.first() {
-            Some(a) => a.ends_with("ForSequenceClassification"),
-            None => true,
+            Some(a) => a.ends_with("ForSequenceClassification") || causal_lm,
+            None => architecture != Architecture::ModernBert,
         };
         if has_classifier && !(1..=2).contains(&num_labels) {
             return Err(format!(
@@ -169,8 +213,8 @@ impl ModelConfig {
             ));
         }
         let pad_token_id = raw.pad_token_id.unwrap_or(match architecture {
-            Architecture::Bert => 0,
             Architecture::XlmRoberta => 1,
+            _ => 0,
         });
         Ok(Ok(ModelConfig {
             has_classifier,
@@ -186,13 +230,18 @@ impl ModelConfig {
             pad_token_id,
             activation,
             num_labels,
+            causal_lm,
+            json: text.to_string(),
         }))
     }
 
     /// Number of positions a sequence can use: XLM-R reserves `pad_token_id + 1` rows.
     pub fn usable_positions(&self) -> usize {
         match self.architecture {
-            Architecture::Bert => self.max_position_embeddings,
+            Architecture::Bert
+            | Architecture::ModernBert
+            | Architecture::Qwen3
+            | Architecture::Qwen2 => self.max_position_embeddings,
             Architecture::XlmRoberta => self
                 .max_position_embeddings
                 .saturating_sub(self.pad_token_id + 1),

@@ -2,8 +2,10 @@
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
+use crate::models::blocks::Act;
 use crate::models::encoder::{PackedBatch, Quantize, Workspace};
-use crate::models::SequenceClassifier;
+use crate::models::{HeadSpec, SequenceClassifier};
+use crate::templates::{Prompter, Template};
 use crate::tokenize::{Encoded, PairTokenizer};
 use crate::weights::Weights;
 use serde::Deserialize;
@@ -24,6 +26,8 @@ pub struct CrossEncoderOptions {
     pub max_batch_pairs: Option<usize>,
     /// Precision of the linear layers (`none` = fp32, `int8`).
     pub quantize: Quantize,
+    /// Prompt template of a decoder reranker; None: found from the checkpoint.
+    pub template: Option<Template>,
 }
 
 impl Default for CrossEncoderOptions {
@@ -34,6 +38,7 @@ impl Default for CrossEncoderOptions {
             max_batch_tokens: 16_384,
             max_batch_pairs: None,
             quantize: Quantize::None,
+            template: None,
         }
     }
 }
@@ -54,17 +59,30 @@ pub struct CrossEncoder {
     tokenizer: PairTokenizer,
     pool: rayon::ThreadPool,
     options: CrossEncoderOptions,
+    prompter: Option<Prompter>,
+    activation: ScoreActivation,
     state: Mutex<(Workspace, PackedBatch)>,
+}
+
+/// How a pair's logits become its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreActivation {
+    /// sigmoid(logit) for one label, softmax(logits)[1] for two (the default).
+    Sigmoid,
+    /// The logit itself (`activation_fn: Identity` in config_sentence_transformers.json).
+    Identity,
 }
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn score_of(logits: &[f32]) -> f32 {
-    match logits {
-        [l] => sigmoid(*l),
-        [a, b] => sigmoid(b - a),
+fn score_of(logits: &[f32], activation: ScoreActivation) -> f32 {
+    match (logits, activation) {
+        ([l], ScoreActivation::Sigmoid) => sigmoid(*l),
+        ([l], ScoreActivation::Identity) => *l,
+        ([a, b], ScoreActivation::Sigmoid) => sigmoid(b - a),
+        ([a, b], ScoreActivation::Identity) => b - a,
         _ => f32::NAN,
     }
 }
@@ -80,7 +98,12 @@ impl CrossEncoder {
             });
         }
         let config = ModelConfig::from_file(&config_path)?;
-        if !config.has_classifier {
+        let chain = if config.has_classifier {
+            None
+        } else {
+            crate::modules::read_chain(dir, config.hidden_size)?
+        };
+        if !config.has_classifier && chain.is_none() {
             return Err(EngineError::Config {
                 path: config_path,
                 message: format!(
@@ -88,6 +111,32 @@ impl CrossEncoder {
                     config.architecture
                 ),
             });
+        }
+        if chain.is_some() && config.architecture != crate::config::Architecture::ModernBert {
+            return Err(EngineError::Config {
+                path: dir.join("modules.json"),
+                message: format!(
+                    "module chains are supported on ModernBERT backbones, not {:?}",
+                    config.architecture
+                ),
+            });
+        }
+        let template = match options.template {
+            Some(t) => t,
+            None => Template::detect(dir, &config)?,
+        };
+        if !template.fits(config.architecture) {
+            return Err(EngineError::InvalidOption(format!(
+                "template {} is for decoder rerankers, not {:?}",
+                template.name(),
+                config.architecture
+            )));
+        }
+        if config.causal_lm && template == Template::None {
+            return Err(EngineError::InvalidOption(format!(
+                "{} is a causal LM: it is scored through a prompt template (--template qwen3-reranker or mxbai-rerank-v2)",
+                dir.display()
+            )));
         }
         let tokenizer_path = dir.join("tokenizer.json");
         if !tokenizer_path.is_file() {
@@ -107,8 +156,32 @@ impl CrossEncoder {
             Some(n) => n,
         };
         let tokenizer = PairTokenizer::from_file(&tokenizer_path, max_length)?;
+        let prompter = match template {
+            Template::None => None,
+            t => Some(Prompter::new(t, &tokenizer, max_length, usable)?),
+        };
+        let head = match (&prompter, chain) {
+            (_, Some(c)) => HeadSpec::Chain {
+                pool: c.pool,
+                steps: c.steps,
+            },
+            (Some(p), None) if config.causal_lm => match p.answer_ids(&tokenizer)? {
+                Some((true_id, false_id)) => HeadSpec::AnswerTokens { true_id, false_id },
+                None => HeadSpec::Native,
+            },
+            _ => HeadSpec::Native,
+        };
+        let activation = match crate::modules::activation_fn(dir)? {
+            Some(Act::Identity) => ScoreActivation::Identity,
+            Some(Act::Sigmoid) | None => ScoreActivation::Sigmoid,
+            Some(other) => {
+                return Err(EngineError::InvalidOption(format!(
+                    "activation_fn {other:?} in config_sentence_transformers.json is not supported for scores (Sigmoid or Identity)"
+                )))
+            }
+        };
         let weights = Weights::from_dir(dir)?;
-        let model = SequenceClassifier::load(&config, &weights, options.quantize)?;
+        let model = SequenceClassifier::load(&config, &weights, options.quantize, head)?;
         drop(weights);
         let threads = options.threads.filter(|&t| t > 0).unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -126,6 +199,8 @@ impl CrossEncoder {
             tokenizer,
             pool,
             options,
+            prompter,
+            activation,
             state: Mutex::new((Workspace::default(), PackedBatch::default())),
         })
     }
@@ -152,19 +227,13 @@ impl CrossEncoder {
 
     /// Nominal FLOPs of sequences of these lengths (all layers on all tokens).
     pub fn model_flops(&self, lengths: &[usize]) -> f64 {
-        lengths
-            .iter()
-            .map(|&l| self.model.encoder().model_flops(l))
-            .sum()
+        lengths.iter().map(|&l| self.model.model_flops(l)).sum()
     }
 
     /// FLOPs the engine executes for sequences of these lengths (the last layer runs only the
     /// first token's query and feed-forward).
     pub fn executed_flops(&self, lengths: &[usize]) -> f64 {
-        lengths
-            .iter()
-            .map(|&l| self.model.encoder().first_token_flops(l))
-            .sum()
+        lengths.iter().map(|&l| self.model.executed_flops(l)).sum()
     }
 
     /// The pair tokenizer (for chunking and token counting).
@@ -172,12 +241,58 @@ impl CrossEncoder {
         &self.tokenizer
     }
 
-    /// Tokenises pairs exactly as the model will see them.
+    /// Tokenises pairs exactly as the model will see them (the template's default
+    /// instruction, if it has one).
     pub fn tokenize<Q: AsRef<str> + Sync, P: AsRef<str> + Sync>(
         &self,
         pairs: &[(Q, P)],
     ) -> Result<Vec<Encoded>> {
-        self.pool.install(|| self.tokenizer.encode_pairs(pairs))
+        self.tokenize_with(pairs, None)
+    }
+
+    /// Tokenises pairs with an instruction (used by templates that take one; ignored by
+    /// models without a template).
+    pub fn tokenize_with<Q: AsRef<str> + Sync, P: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(Q, P)],
+        instruction: Option<&str>,
+    ) -> Result<Vec<Encoded>> {
+        match &self.prompter {
+            None => self.pool.install(|| self.tokenizer.encode_pairs(pairs)),
+            Some(p) => self.pool.install(|| {
+                use rayon::prelude::*;
+                pairs
+                    .par_iter()
+                    .map(|(q, d)| p.encode(&self.tokenizer, q.as_ref(), d.as_ref(), instruction))
+                    .collect()
+            }),
+        }
+    }
+
+    /// The prompt template in use (`Template::None` for encoders).
+    pub fn template(&self) -> Template {
+        self.prompter
+            .as_ref()
+            .map(Prompter::template)
+            .unwrap_or_default()
+    }
+
+    /// How logits become scores.
+    pub fn score_activation(&self) -> ScoreActivation {
+        self.activation
+    }
+
+    /// Tokens of a pair before any truncation, as the model would see it.
+    pub fn untruncated_len(
+        &self,
+        query: &str,
+        doc: &str,
+        instruction: Option<&str>,
+    ) -> Result<usize> {
+        match &self.prompter {
+            None => self.tokenizer.untruncated_pair_len(query, doc),
+            Some(p) => p.untruncated_len(&self.tokenizer, query, doc, instruction),
+        }
     }
 
     /// Scores pairs; results are in input order. This is `CrossEncoder.predict`.
@@ -185,7 +300,16 @@ impl CrossEncoder {
         &self,
         pairs: &[(Q, P)],
     ) -> Result<Vec<Prediction>> {
-        let encoded = self.tokenize(pairs)?;
+        self.predict_with(pairs, None)
+    }
+
+    /// Scores pairs with an instruction (see [`CrossEncoder::tokenize_with`]).
+    pub fn predict_with<Q: AsRef<str> + Sync, P: AsRef<str> + Sync>(
+        &self,
+        pairs: &[(Q, P)],
+        instruction: Option<&str>,
+    ) -> Result<Vec<Prediction>> {
+        let encoded = self.tokenize_with(pairs, instruction)?;
         self.predict_encoded(&encoded)
     }
 
@@ -246,7 +370,7 @@ impl CrossEncoder {
             }
             let logits = self.pool.install(|| self.model.forward(batch, ws));
             out.extend(logits.into_iter().map(|l| Prediction {
-                score: score_of(&l),
+                score: score_of(&l, self.activation),
                 logits: l,
             }));
             start = end;

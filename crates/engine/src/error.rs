@@ -33,7 +33,7 @@ pub enum EngineError {
         message: String,
     },
     /// The model's architecture is not one the engine runs.
-    #[error("unsupported model architecture: architectures = {architectures:?}, model_type = {model_type:?} (supported: BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification; BertModel, XLMRobertaModel and RobertaModel as bi-encoders)")]
+    #[error("unsupported model architecture: architectures = {architectures:?}, model_type = {model_type:?} (supported: BertForSequenceClassification, XLMRobertaForSequenceClassification, RobertaForSequenceClassification, ModernBertForSequenceClassification, ModernBertModel with a modules.json head, Qwen3ForCausalLM, Qwen3ForSequenceClassification, Qwen2ForCausalLM, Qwen2ForSequenceClassification; BertModel, XLMRobertaModel and RobertaModel as bi-encoders)")]
     UnsupportedArchitecture {
         /// `architectures` from config.json.
         architectures: Vec<String>,
@@ -49,10 +49,12 @@ pub enum EngineError {
         message: String,
     },
     /// A tensor the architecture needs is absent.
-    #[error("tensor {name} not found in the model's weights (looked in {files})")]
+    #[error("tensor {name} (expected shape {shape:?}) not found in the model's weights (looked in {files})")]
     MissingTensor {
         /// The tensor's name.
         name: String,
+        /// The shape the architecture expects.
+        shape: Vec<usize>,
         /// The files searched.
         files: String,
     },

@@ -18,14 +18,17 @@ pub mod cross_encoder;
 pub mod error;
 pub mod kernels;
 pub mod models;
+pub mod modules;
 pub mod resolve;
+pub mod templates;
 pub mod tokenize;
 pub mod weights;
 
 pub use bi_encoder::{BiEncoder, Pooling};
 pub use config::{Architecture, ModelConfig};
-pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction};
+pub use cross_encoder::{CrossEncoder, CrossEncoderOptions, Prediction, ScoreActivation};
 pub use error::{EngineError, Result};
 pub use models::encoder::Quantize;
 pub use resolve::{hf_cache_dir, resolve_model};
+pub use templates::Template;
 pub use tokenize::{Direction, Encoded, PairTokenizer};

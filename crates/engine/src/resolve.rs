@@ -126,8 +126,20 @@ fn download(id: &str, cache: &Path) -> std::result::Result<PathBuf, String> {
         "sentence_bert_config.json",
         "config_sentence_transformers.json",
         "1_Pooling/config.json",
+        "chat_template.jinja",
     ] {
         let _ = repo.get(optional);
+    }
+    // A module chain (Ettin rerankers) keeps each module's config and weights in a folder.
+    if let Ok(modules) = repo.get("modules.json") {
+        let text = std::fs::read_to_string(&modules).unwrap_or_default();
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        for m in list.as_array().into_iter().flatten() {
+            if let Some(path) = m["path"].as_str().filter(|p| !p.is_empty()) {
+                let _ = repo.get(&format!("{path}/config.json"));
+                let _ = repo.get(&format!("{path}/model.safetensors"));
+            }
+        }
     }
     if repo.get("model.safetensors").is_err() {
         let index = repo.get("model.safetensors.index.json").map_err(|e| {

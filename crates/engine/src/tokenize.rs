@@ -93,6 +93,18 @@ impl PairTokenizer {
         Ok(enc.get_offsets().to_vec())
     }
 
+    /// Token ids of `text` alone: no special tokens, no truncation (prompt pieces).
+    pub fn plain_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .plain
+            .encode(text, false)
+            .map_err(|e| EngineError::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Length of the pair before truncation (special tokens included).
     pub fn untruncated_pair_len(&self, query: &str, passage: &str) -> Result<usize> {
         let enc = self

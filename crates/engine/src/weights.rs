@@ -110,6 +110,7 @@ impl Weights {
             .get(name)
             .ok_or_else(|| EngineError::MissingTensor {
                 name: name.to_string(),
+                shape: shape.to_vec(),
                 files: self.file_list(),
             })?;
         let (path, bytes) = &self.files[i];

@@ -3,6 +3,7 @@
 
 pub mod fusion;
 pub mod hosted;
+pub mod long_docs;
 
 use crossrank_engine::{CrossEncoder, EngineError};
 
@@ -85,12 +86,21 @@ pub fn sort_ranked(ranked: &mut [Ranked]) {
 /// A local cross-encoder run by the engine.
 pub struct LocalReranker {
     model: CrossEncoder,
+    instruction: Option<String>,
 }
 
 impl LocalReranker {
     /// Wraps a loaded model.
     pub fn new(model: CrossEncoder) -> Self {
-        LocalReranker { model }
+        LocalReranker {
+            model,
+            instruction: None,
+        }
+    }
+    /// Scores with this instruction (for models whose template takes one).
+    pub fn with_instruction(mut self, instruction: Option<String>) -> Self {
+        self.instruction = instruction;
+        self
     }
     /// The engine model.
     pub fn model(&self) -> &CrossEncoder {
@@ -105,7 +115,9 @@ impl Reranker for LocalReranker {
 
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError> {
         let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
-        let preds = self.model.predict(&pairs)?;
+        let preds = self
+            .model
+            .predict_with(&pairs, self.instruction.as_deref())?;
         Ok(preds
             .into_iter()
             .enumerate()

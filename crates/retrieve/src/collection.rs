@@ -15,6 +15,7 @@ use crate::{Result, RetrieveError};
 use crossrank_engine::{BiEncoder, PairTokenizer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
@@ -172,7 +173,7 @@ pub struct Collection {
     reader: IndexReader,
     f: Fields,
     manifest: Manifest,
-    embedder: Option<BiEncoder>,
+    embedder: Option<Arc<BiEncoder>>,
     dense: Option<DenseIndex>,
     /// The in-memory dense index has changes not yet in `DIR/dense`.
     dense_dirty: bool,
@@ -190,6 +191,17 @@ impl Collection {
     /// (or must match the one it was made with); `load_embedder` loads it for dense search and
     /// indexing.
     pub fn open(dir: &Path, embedder: Option<&Path>, load_embedder: bool) -> Result<Self> {
+        let own = crate::embedders::Embedders::default();
+        Self::open_shared(dir, embedder, load_embedder.then_some(&own))
+    }
+
+    /// [`Collection::open`] taking its bi-encoder from `shared` (None: do not load one), so
+    /// that collections with the same embedder share one model.
+    pub fn open_shared(
+        dir: &Path,
+        embedder: Option<&Path>,
+        shared: Option<&crate::embedders::Embedders>,
+    ) -> Result<Self> {
         let idx_dir = dir.join("index");
         std::fs::create_dir_all(&idx_dir).map_err(|e| io(&idx_dir, e))?;
         let mpath = dir.join("collection.json");
@@ -220,8 +232,8 @@ impl Collection {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let embedder = match (&manifest.embedder, load_embedder) {
-            (Some(e), true) => Some(BiEncoder::load(Path::new(e), None)?),
+        let embedder = match (&manifest.embedder, shared) {
+            (Some(e), Some(cache)) => Some(cache.get(Path::new(e))?),
             _ => None,
         };
         if let Some(e) = &embedder {
@@ -533,6 +545,11 @@ impl Collection {
         retriever: Retriever,
         k: usize,
     ) -> Result<Vec<(String, f32)>> {
+        // Never ask an index for more hits than there are documents: a request's `k` is not
+        // a size to allocate.
+        let k = k
+            .min(usize::try_from(self.len()).unwrap_or(usize::MAX))
+            .max(1);
         let bm25 = |c: &Self, k| search_field(&c.index, &c.reader, c.f.id, c.f.body, query, k);
         match retriever {
             Retriever::Bm25 => bm25(self, k),

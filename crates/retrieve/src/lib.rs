@@ -3,6 +3,7 @@
 pub mod bm25;
 pub mod collection;
 pub mod dense;
+pub mod embedders;
 pub mod hybrid;
 pub mod pipeline;
 pub mod scan;

@@ -186,9 +186,9 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
     let depth = if req.filters.is_empty() {
         req.candidates
     } else {
-        req.candidates * 10
+        req.candidates.saturating_mul(10)
     };
-    let mut docs = Vec::with_capacity(req.candidates);
+    let mut docs = Vec::with_capacity(req.candidates.min(1024));
     for (id, _) in c.retrieve(&req.query, r, depth)? {
         if let Some(d) = c.get(&id)? {
             if req.filters.keep(&d) {

@@ -41,6 +41,23 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A request still unanswered after this long gets 503.
     pub request_timeout_ms: u64,
+    /// A request whose predicted queue wait plus scoring time exceeds this many milliseconds
+    /// is refused at once with 429 and a `Retry-After` (0: admit whenever the queue has room).
+    pub max_queue_ms: u64,
+    /// Most tokens one rerank request may put through the engine, after chunking and
+    /// truncation, special tokens included (more: 413).
+    pub max_request_tokens: usize,
+    /// Most chunks scored per document (`max_chunks_per_doc` above it: 422).
+    pub max_chunks_per_doc: usize,
+    /// Most search `candidates` and `top_k` (more: 422).
+    pub max_candidates: usize,
+    /// Most collections under `collections_dir`; creating one more answers 422.
+    pub max_collections: usize,
+    /// Most documents in one upload, counted after chunking (more: 413).
+    pub max_upload_documents: usize,
+    /// After SIGTERM / SIGINT, how long in-flight requests may take before the process exits
+    /// anyway.
+    pub shutdown_grace_ms: u64,
     /// TEI's `truncate` when the request does not say.
     pub auto_truncate: bool,
     /// Engine threads per model (default: all cores).
@@ -66,6 +83,13 @@ impl Default for ServerConfig {
             max_documents: 10_000,
             max_body_bytes: 32 * 1024 * 1024,
             request_timeout_ms: 120_000,
+            max_queue_ms: 10_000,
+            max_request_tokens: 131_072,
+            max_chunks_per_doc: 64,
+            max_candidates: 1_000,
+            max_collections: 256,
+            max_upload_documents: 1_000,
+            shutdown_grace_ms: 30_000,
             auto_truncate: true,
             threads: None,
             collections_dir: None,
@@ -79,6 +103,47 @@ impl ServerConfig {
     /// Parses a TOML configuration.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks that every limit is usable (each count at least 1).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("max_queue", self.max_queue),
+            ("max_documents", self.max_documents),
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_request_tokens", self.max_request_tokens),
+            ("max_chunks_per_doc", self.max_chunks_per_doc),
+            ("max_candidates", self.max_candidates),
+            ("max_collections", self.max_collections),
+            ("max_upload_documents", self.max_upload_documents),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.request_timeout_ms == 0 {
+            return Err("request_timeout_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Every limit by name, as `/info` shows them.
+    pub fn limits(&self) -> serde_json::Value {
+        serde_json::json!({
+            "max_batch_tokens": self.max_batch_tokens,
+            "max_queue": self.max_queue,
+            "max_queue_ms": self.max_queue_ms,
+            "max_documents": self.max_documents,
+            "max_body_bytes": self.max_body_bytes,
+            "max_request_tokens": self.max_request_tokens,
+            "max_chunks_per_doc": self.max_chunks_per_doc,
+            "max_candidates": self.max_candidates,
+            "max_collections": self.max_collections,
+            "max_upload_documents": self.max_upload_documents,
+            "request_timeout_ms": self.request_timeout_ms,
+            "shutdown_grace_ms": self.shutdown_grace_ms,
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! What every dialect shares: validate, split long documents into chunks, tokenise, queue,
 //! and fold chunk scores back into one score per document.
 
+use crate::batcher::{Failure, Refused};
 use crate::errors::ApiError;
 use crate::state::{AppState, Backend, ModelHandle};
-use crossrank_engine::{CrossEncoder, Direction, Encoded};
+use crossrank_engine::{CrossEncoder, Direction, Encoded, Template};
 use crossrank_rank::hosted::HostedReranker;
+use crossrank_rank::long_docs::chunk_spans;
 use crossrank_rank::Reranker;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,8 @@ pub struct RerankJob {
     pub documents: Vec<String>,
     /// Long-document policy.
     pub long_docs: LongDocs,
+    /// Instruction for models whose prompt template takes one (ignored by the others).
+    pub instruction: Option<String>,
 }
 
 /// Score of one document.
@@ -71,7 +75,7 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
     }
     if job.documents.len() > state.config.max_documents {
         return Err(ApiError::too_large(format!(
-            "{} documents in one request; the limit is {}",
+            "{} documents in one request; the limit (max_documents) is {}",
             job.documents.len(),
             state.config.max_documents
         )));
@@ -81,25 +85,71 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
         Backend::Local(l) => l,
         Backend::Hosted(h) => return hosted(state, handle, h.clone(), job).await,
     };
+    if let LongDocs::Chunk { max_chunks, .. } = job.long_docs {
+        let limit = state.config.max_chunks_per_doc;
+        if max_chunks > limit {
+            return Err(ApiError::unprocessable(format!(
+                "max_chunks_per_doc is {max_chunks}; the limit (max_chunks_per_doc) is {limit}"
+            )));
+        }
+    }
+    let refusal = |refused: Refused| -> ApiError {
+        let reason = match refused {
+            Refused::QueueFull { .. } => "queue_full",
+            Refused::TooSlow { .. } => "deadline",
+        };
+        state.metrics.refused(&handle.name, reason);
+        match refused {
+            Refused::QueueFull { depth, retry_after } => ApiError::overloaded(
+                format!(
+                    "the queue of model {} is full ({depth} requests waiting); retry later",
+                    handle.name
+                ),
+                retry_after,
+            ),
+            Refused::TooSlow {
+                predicted_ms,
+                max_queue_ms,
+                retry_after,
+            } => ApiError::overloaded(
+                format!(
+                    "model {} would answer in about {predicted_ms} ms, over max_queue_ms \
+                     ({max_queue_ms}); retry in {retry_after} s or elsewhere",
+                    handle.name
+                ),
+                retry_after,
+            ),
+        }
+    };
+    // Refuse before tokenising when the backlog alone is already past the deadline.
+    local.batcher.precheck().map_err(&refusal)?;
     let model = local.model.clone();
     let n_docs = job.documents.len();
     let (pairs, owners) = tokio::task::spawn_blocking(move || tokenize(&model, &job))
         .await
         .map_err(|e| ApiError::internal(format!("tokenisation task failed: {e}")))??;
-    let tokens = pairs.iter().map(|p| p.ids.len()).sum();
-    let ticket = local.batcher.submit(pairs).map_err(|full| {
-        ApiError::overloaded(
-            format!(
-                "the queue of model {} is full ({} requests waiting); retry later",
-                handle.name, full.depth
-            ),
-            1,
-        )
-    })?;
+    let tokens: usize = pairs.iter().map(|p| p.ids.len()).sum();
+    let max_tokens = state.config.max_request_tokens;
+    if tokens > max_tokens {
+        return Err(ApiError::too_large(format!(
+            "the request puts {tokens} tokens through the engine ({} pairs after chunking); \
+             the limit (max_request_tokens) is {max_tokens}",
+            pairs.len()
+        )));
+    }
+    let ticket = local.batcher.submit(pairs).map_err(&refusal)?;
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let preds = match tokio::time::timeout(timeout, ticket.wait()).await {
         Ok(Some(Ok(p))) => p,
-        Ok(Some(Err(e))) => return Err(ApiError::internal(format!("engine error: {e}"))),
+        Ok(Some(Err(Failure::Engine(e)))) => {
+            return Err(ApiError::internal(format!("engine error: {e}")))
+        }
+        Ok(Some(Err(Failure::Panic(e)))) => {
+            return Err(ApiError::internal(format!(
+                "the engine failed on the batch holding this request (panic: {e}); \
+                 the server is still running"
+            )))
+        }
         Ok(None) => return Err(ApiError::unavailable("the engine worker stopped")),
         Err(_) => {
             return Err(ApiError::unavailable(format!(
@@ -144,19 +194,26 @@ fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<
         ApiError::unprocessable(format!("tokenisation failed: {e}"))
     };
     let query = job.query.as_str();
+    let instruction = job.instruction.as_deref();
     match job.long_docs {
         LongDocs::Truncate(direction) => {
             let pairs: Vec<(&str, &str)> =
                 job.documents.iter().map(|d| (query, d.as_str())).collect();
-            let enc = model
-                .tokenizer()
-                .encode_pairs_from(&pairs, direction)
-                .map_err(engine_err)?;
+            // A prompt template truncates its own way (the document's end), whatever the
+            // requested direction.
+            let enc = if model.template() == Template::None {
+                model.tokenizer().encode_pairs_from(&pairs, direction)
+            } else {
+                model.tokenize_with(&pairs, instruction)
+            }
+            .map_err(engine_err)?;
             Ok((enc, (0..job.documents.len()).collect()))
         }
         LongDocs::Reject => {
             for (i, d) in job.documents.iter().enumerate() {
-                let n = tok.untruncated_pair_len(query, d).map_err(engine_err)?;
+                let n = model
+                    .untruncated_len(query, d, instruction)
+                    .map_err(engine_err)?;
                 if n > max_len {
                     return Err(ApiError::bad_request(format!(
                         "document {i} is {n} tokens together with the query; the model takes {max_len} and truncation is disabled"
@@ -166,7 +223,9 @@ fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<
             let pairs: Vec<(&str, &str)> =
                 job.documents.iter().map(|d| (query, d.as_str())).collect();
             Ok((
-                model.tokenize(&pairs).map_err(engine_err)?,
+                model
+                    .tokenize_with(&pairs, instruction)
+                    .map_err(engine_err)?,
                 (0..job.documents.len()).collect(),
             ))
         }
@@ -186,27 +245,18 @@ fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<
             let mut owners = Vec::new();
             for (i, d) in job.documents.iter().enumerate() {
                 let offsets = tok.token_offsets(d).map_err(engine_err)?;
-                let kept = offsets.len().min(max_tokens.max(1));
-                if kept <= window {
-                    let end = if kept < offsets.len() {
-                        offsets[kept - 1].1
-                    } else {
-                        d.len()
-                    };
-                    texts.push(&d[..end]);
-                    owners.push(i);
-                    continue;
-                }
-                for c in 0..kept.div_ceil(window).min(max_chunks.max(1)) {
-                    let first = c * window;
-                    let last = ((c + 1) * window).min(kept) - 1;
-                    let start = if c == 0 { 0 } else { offsets[first].0 };
-                    texts.push(&d[start..offsets[last].1]);
+                for span in chunk_spans(d, &offsets, window, max_tokens, max_chunks) {
+                    texts.push(d.get(span).unwrap_or(d));
                     owners.push(i);
                 }
             }
             let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (query, *t)).collect();
-            Ok((model.tokenize(&pairs).map_err(engine_err)?, owners))
+            Ok((
+                model
+                    .tokenize_with(&pairs, instruction)
+                    .map_err(engine_err)?,
+                owners,
+            ))
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod errors;
 pub mod metrics;
+pub mod registry;
 pub mod state;
 
 pub use config::{ModelEntry, ServerConfig};
@@ -52,7 +53,8 @@ pub fn run(config: ServerConfig) -> Result<(), ServerError> {
         .enable_all()
         .build()?;
     let result = rt.block_on(serve(state.clone()));
-    drop(rt);
+    // Blocking tasks still running past the drain deadline are not waited for long.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
     drop(state);
     result
 }
@@ -91,10 +93,26 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
             }
         })
     });
-    axum::serve(listener, api::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    eprintln!("crossrank: shutting down after in-flight requests");
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let (st, notify) = (state.clone(), signalled.clone());
+    let server =
+        axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            st.draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("crossrank: shutting down after in-flight requests");
+            notify.notify_one();
+        });
+    let grace = std::time::Duration::from_millis(state.config.shutdown_grace_ms);
+    tokio::select! {
+        r = server => r?,
+        _ = async { signalled.notified().await; tokio::time::sleep(grace).await } => {
+            eprintln!(
+                "crossrank: requests still in flight after shutdown_grace_ms ({} ms); exiting",
+                state.config.shutdown_grace_ms
+            );
+        }
+    }
     if let Some(s) = saver {
         s.abort();
     }
@@ -106,14 +124,7 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
 /// Saves the changed dense indexes of the open collections; `wait` for busy ones (else they
 /// are skipped until the next round).
 fn save_collections(state: &AppState, wait: bool) {
-    let open: Vec<_> = state
-        .collections
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(name, c)| (name.clone(), c.clone()))
-        .collect();
-    for (name, c) in open {
+    for (name, c) in state.collections.open_ones() {
         let guard = if wait {
             Some(c.lock().unwrap_or_else(|p| p.into_inner()))
         } else {

@@ -66,6 +66,10 @@ struct Inner {
     batch_tokens: BTreeMap<String, Histogram>,
     tokens: BTreeMap<String, u64>,
     queue_depth: BTreeMap<String, i64>,
+    predicted_wait: BTreeMap<String, f64>,
+    throughput: BTreeMap<String, f64>,
+    refused: BTreeMap<(String, &'static str), u64>,
+    failed_batches: BTreeMap<(String, &'static str), u64>,
 }
 
 /// The server's metrics.
@@ -84,6 +88,10 @@ impl Default for Metrics {
                 batch_tokens: BTreeMap::new(),
                 tokens: BTreeMap::new(),
                 queue_depth: BTreeMap::new(),
+                predicted_wait: BTreeMap::new(),
+                throughput: BTreeMap::new(),
+                refused: BTreeMap::new(),
+                failed_batches: BTreeMap::new(),
             }),
         }
     }
@@ -127,11 +135,31 @@ impl Metrics {
         *m.tokens.entry(model.to_string()).or_default() += tokens as u64;
     }
 
-    /// Requests waiting in a model's queue.
-    pub fn set_queue_depth(&self, model: &str, depth: usize) {
-        self.lock()
-            .queue_depth
-            .insert(model.to_string(), depth as i64);
+    /// A model's queue: requests waiting, predicted seconds to drain the backlog, measured
+    /// tokens per second.
+    pub fn set_queue(&self, model: &str, depth: usize, wait_s: f64, tokens_per_s: f64) {
+        let mut m = self.lock();
+        m.queue_depth.insert(model.to_string(), depth as i64);
+        m.predicted_wait.insert(model.to_string(), wait_s);
+        m.throughput.insert(model.to_string(), tokens_per_s);
+    }
+
+    /// A request refused at admission (`reason`: queue_full or deadline).
+    pub fn refused(&self, model: &str, reason: &'static str) {
+        *self
+            .lock()
+            .refused
+            .entry((model.to_string(), reason))
+            .or_default() += 1;
+    }
+
+    /// A batch that failed (`kind`: error or panic).
+    pub fn failed_batch(&self, model: &str, kind: &'static str) {
+        *self
+            .lock()
+            .failed_batches
+            .entry((model.to_string(), kind))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition.
@@ -187,7 +215,72 @@ impl Metrics {
         for (model, n) in &m.queue_depth {
             let _ = writeln!(out, "crossrank_queue_depth{{model=\"{model}\"}} {n}");
         }
+        out.push_str("# HELP crossrank_queue_predicted_wait_seconds Predicted time to score the backlog.\n# TYPE crossrank_queue_predicted_wait_seconds gauge\n");
+        for (model, v) in &m.predicted_wait {
+            let _ = writeln!(
+                out,
+                "crossrank_queue_predicted_wait_seconds{{model=\"{model}\"}} {v}"
+            );
+        }
+        out.push_str("# HELP crossrank_throughput_tokens_per_second Measured engine throughput.\n# TYPE crossrank_throughput_tokens_per_second gauge\n");
+        for (model, v) in &m.throughput {
+            let _ = writeln!(
+                out,
+                "crossrank_throughput_tokens_per_second{{model=\"{model}\"}} {v}"
+            );
+        }
+        out.push_str("# HELP crossrank_refused_total Requests refused at admission.\n# TYPE crossrank_refused_total counter\n");
+        for ((model, reason), n) in &m.refused {
+            let _ = writeln!(
+                out,
+                "crossrank_refused_total{{model=\"{model}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossrank_failed_batches_total Engine batches that failed.\n# TYPE crossrank_failed_batches_total counter\n");
+        for ((model, kind), n) in &m.failed_batches {
+            let _ = writeln!(
+                out,
+                "crossrank_failed_batches_total{{model=\"{model}\",kind=\"{kind}\"}} {n}"
+            );
+        }
+        drop(m);
+        if let Some(mem) = Memory::now() {
+            out.push_str("# HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\n");
+            let _ = writeln!(out, "process_resident_memory_bytes {}", mem.rss);
+            out.push_str("# HELP crossrank_peak_resident_memory_bytes Peak resident memory since start.\n# TYPE crossrank_peak_resident_memory_bytes gauge\n");
+            let _ = writeln!(out, "crossrank_peak_resident_memory_bytes {}", mem.peak);
+        }
         out
+    }
+}
+
+/// The process's resident memory, from /proc/self/status (Linux).
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Bytes resident now (VmRSS).
+    pub rss: u64,
+    /// Peak bytes resident (VmHWM).
+    pub peak: u64,
+}
+
+impl Memory {
+    /// Reads the numbers; None where /proc is not there.
+    pub fn now() -> Option<Memory> {
+        let text = std::fs::read_to_string("/proc/self/status").ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = text.lines().find(|l| l.starts_with(name))?;
+            let kb: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(kb * 1024)
+        };
+        Some(Memory {
+            rss: field("VmRSS:")?,
+            peak: field("VmHWM:")?,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! The server's shared state: loaded models with their batching queues, config, metrics.
 
-use crate::batcher::Batcher;
+use crate::batcher::{Batcher, QueueLimits};
 use crate::config::ServerConfig;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
@@ -44,17 +44,15 @@ pub struct AppState {
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Open search collections by name.
-    pub collections: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            Arc<std::sync::Mutex<crossrank_retrieve::collection::Collection>>,
-        >,
-    >,
+    pub collections: crate::registry::Collections,
+    /// Set once shutdown has begun: new requests get 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
     /// Loads every configured model and starts its batching worker.
     pub fn load(config: ServerConfig) -> Result<Self, ServerError> {
+        config.validate().map_err(ServerError::Config)?;
         if config.models.is_empty() {
             return Err(ServerError::Config("no models configured".into()));
         }
@@ -92,8 +90,11 @@ impl AppState {
             let batcher = Batcher::new(
                 model.clone(),
                 &entry.name,
-                config.max_batch_tokens,
-                config.max_queue,
+                QueueLimits {
+                    max_batch_tokens: config.max_batch_tokens,
+                    max_queue: config.max_queue,
+                    max_queue_ms: config.max_queue_ms,
+                },
                 metrics.clone(),
             );
             let quantize = format!("{:?}", entry.quantize).to_lowercase();
@@ -111,6 +112,7 @@ impl AppState {
             config,
             metrics,
             collections: Default::default(),
+            draining: Default::default(),
         })
     }
 

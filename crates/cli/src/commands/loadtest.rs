@@ -1,11 +1,13 @@
-//! `crossrank loadtest`: requests/s and latency of a running server at several concurrencies.
+//! `crossrank loadtest`: requests/s, status counts and latency of a running server at several
+//! concurrencies, for a fixed number of requests or a fixed time, and the server's peak RSS.
 
 use crate::input::{jsonl_objects, read_source, string_field};
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Arguments of `loadtest`.
 #[derive(clap::Args, Debug)]
@@ -22,9 +24,12 @@ pub struct Args {
     /// Concurrency levels.
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     pub concurrency: Vec<usize>,
-    /// Requests per level.
+    /// Requests per level (ignored with --duration).
     #[arg(long, default_value_t = 32)]
     pub requests: usize,
+    /// Seconds per level: keep every client sending for this long instead of a fixed count.
+    #[arg(long)]
+    pub duration: Option<f64>,
     /// Bearer token.
     #[arg(long)]
     pub api_key: Option<String>,
@@ -57,27 +62,43 @@ pub fn run(args: Args) -> Result<()> {
     let url = format!("{}{path}", args.url.trim_end_matches('/'));
     let body = serde_json::to_vec(&body)?;
     let client = reqwest::blocking::Client::builder().timeout(None).build()?;
-    // One warm-up request.
-    send(&client, &url, &body, args.api_key.as_deref())?;
+    // One warm-up request, which must succeed.
+    let st = send(&client, &url, &body, args.api_key.as_deref())?;
+    if st != 200 {
+        bail!("{url}: the warm-up request answered HTTP {st}");
+    }
     for &c in &args.concurrency {
         let next = AtomicUsize::new(0);
-        let lat = Mutex::new(Vec::with_capacity(args.requests));
-        let errors = AtomicUsize::new(0);
+        let lat = Mutex::new(Vec::new());
+        let statuses = Mutex::new(BTreeMap::<String, usize>::new());
         let t0 = Instant::now();
+        let until = args
+            .duration
+            .map(|d| t0 + Duration::from_secs_f64(d.max(0.0)));
+        let more = || match until {
+            Some(u) => Instant::now() < u,
+            None => next.fetch_add(1, Ordering::Relaxed) < args.requests,
+        };
         std::thread::scope(|s| {
             for _ in 0..c.max(1) {
                 s.spawn(|| {
-                    while next.fetch_add(1, Ordering::Relaxed) < args.requests {
+                    while more() {
                         let t = Instant::now();
-                        match send(&client, &url, &body, args.api_key.as_deref()) {
-                            Ok(()) => lat
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(t.elapsed().as_secs_f64() * 1e3),
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
+                        let key = match send(&client, &url, &body, args.api_key.as_deref()) {
+                            Ok(200) => {
+                                lat.lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(t.elapsed().as_secs_f64() * 1e3);
+                                "200".to_string()
                             }
-                        }
+                            Ok(status) => status.to_string(),
+                            Err(_) => "transport_error".to_string(),
+                        };
+                        *statuses
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(key)
+                            .or_default() += 1;
                     }
                 });
             }
@@ -92,34 +113,58 @@ pub fn run(args: Args) -> Result<()> {
                 l[((p * (l.len() - 1) as f64).round() as usize).min(l.len() - 1)]
             }
         };
+        let statuses = statuses.into_inner().unwrap_or_else(|p| p.into_inner());
+        let sent: usize = statuses.values().sum();
+        let peak = server_peak_rss(&client, &args.url, args.api_key.as_deref());
         let report = json!({
-            "url": url, "concurrency": c, "requests": args.requests, "documents": docs.len(),
-            "errors": errors.load(Ordering::Relaxed), "requests_per_s": l.len() as f64 / wall,
-            "p50_ms": pct(0.5), "p95_ms": pct(0.95),
+            "url": url, "concurrency": c, "requests": sent, "documents": docs.len(),
+            "seconds": wall, "statuses": statuses, "ok_per_s": l.len() as f64 / wall,
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "server_peak_rss_mb": peak.map(|b| b as f64 / 1048576.0),
         });
         if args.json {
             println!("{report}");
         } else {
+            let counts: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             println!(
-                "concurrency {c:>3}: {:.2} requests/s, p50 {:.0} ms, p95 {:.0} ms, {} errors ({} requests of {} documents)",
+                "concurrency {c:>3}: {sent} requests of {} documents in {wall:.1} s; {}; {:.2} ok/s, 200s p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; server peak RSS {}",
+                docs.len(),
+                counts.join(", "),
                 l.len() as f64 / wall,
                 pct(0.5),
                 pct(0.95),
-                errors.load(Ordering::Relaxed),
-                args.requests,
-                docs.len()
+                pct(0.99),
+                peak.map(|b| format!("{:.0} MB", b as f64 / 1048576.0))
+                    .unwrap_or_else(|| "unknown".into()),
             );
         }
     }
     Ok(())
 }
 
+/// The server's peak resident memory from its /metrics, if it reports one.
+fn server_peak_rss(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    key: Option<&str>,
+) -> Option<u64> {
+    let mut req = client.get(format!("{}/metrics", base.trim_end_matches('/')));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let text = req.send().ok()?.text().ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("crossrank_peak_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Sends one request; the HTTP status, or an error when no response came.
 fn send(
     client: &reqwest::blocking::Client,
     url: &str,
     body: &[u8],
     key: Option<&str>,
-) -> Result<()> {
+) -> Result<u16> {
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
@@ -128,10 +173,8 @@ fn send(
         req = req.bearer_auth(k);
     }
     let resp = req.send().with_context(|| format!("POST {url}"))?;
-    let status = resp.status();
-    let v: Value = resp.json().unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{url}: HTTP {status}: {v}");
-    }
-    Ok(())
+    let status = resp.status().as_u16();
+    // Read the whole body so the connection is reused.
+    let _ = resp.bytes();
+    Ok(status)
 }

@@ -3,7 +3,7 @@
 use crate::model_spec::default_model_dir;
 use anyhow::Result;
 use crossrank_engine::resolve::{cached_models, hf_cache_dir};
-use crossrank_engine::{resolve_model, ModelConfig};
+use crossrank_engine::{resolve_model, ModelConfig, Template};
 use std::path::Path;
 
 /// Arguments of `models`.
@@ -19,11 +19,24 @@ pub struct Args {
 
 fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
     match ModelConfig::from_file(&dir.join("config.json")) {
-        Ok(c) => serde_json::json!({
-            "source": source, "name": name, "path": dir.display().to_string(),
-            "architecture": format!("{:?}", c.architecture), "layers": c.num_layers,
-            "hidden": c.hidden_size, "labels": c.num_labels, "max_length": c.default_max_length(),
-        }),
+        Ok(c) => {
+            let template = Template::detect(dir, &c);
+            let answers = template
+                .as_ref()
+                .ok()
+                .and_then(|t| t.answer_tokens())
+                .filter(|_| c.causal_lm);
+            let chain = dir.join("modules.json").is_file() && !c.has_classifier;
+            serde_json::json!({
+                "source": source, "name": name, "path": dir.display().to_string(),
+                "architecture": format!("{:?}", c.architecture), "layers": c.num_layers,
+                "hidden": c.hidden_size, "labels": c.num_labels, "max_length": c.default_max_length(),
+                "positions": c.usable_positions(),
+                "template": match &template { Ok(t) => t.name().to_string(), Err(_) => "unknown (--template)".into() },
+                "answer_tokens": answers.map(|(t, f)| vec![t, f]),
+                "head": if chain { "module chain" } else if c.causal_lm { "answer tokens" } else { "classifier" },
+            })
+        }
         Err(e) => {
             serde_json::json!({"source": source, "name": name, "path": dir.display().to_string(), "error": e.to_string()})
         }
@@ -57,8 +70,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("Hugging Face cache: {}", cache.display());
     println!(
-        "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7}  path",
-        "source", "name", "arch", "layers", "hidden", "labels", "max_len"
+        "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15}  path",
+        "source", "name", "arch", "layers", "hidden", "labels", "max_len", "positions", "template"
     );
     for r in &rows {
         let s = |k: &str| {
@@ -75,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         } else {
             println!(
-                "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7}  {}",
+                "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15}  {}",
                 s("source"),
                 s("name"),
                 s("architecture"),
@@ -83,6 +96,8 @@ pub fn run(args: Args) -> Result<()> {
                 s("hidden"),
                 s("labels"),
                 s("max_length"),
+                s("positions"),
+                s("template"),
                 s("path")
             );
         }

@@ -37,6 +37,31 @@ pub struct Args {
     /// Per-request timeout in milliseconds (503 after it).
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Refuse (429) a request whose predicted queue wait plus scoring time exceeds this
+    /// (0: no deadline; default 10000).
+    #[arg(long)]
+    pub max_queue_ms: Option<u64>,
+    /// Most tokens one rerank request may put through the engine (default 131072).
+    #[arg(long)]
+    pub max_request_tokens: Option<usize>,
+    /// Most chunks per document a request may ask for (default 64).
+    #[arg(long)]
+    pub max_chunks_per_doc: Option<usize>,
+    /// Most search candidates / top_k (default 1000).
+    #[arg(long)]
+    pub max_candidates: Option<usize>,
+    /// Most collections under --collections (default 256).
+    #[arg(long)]
+    pub max_collections: Option<usize>,
+    /// Most documents (chunks) per upload (default 1000).
+    #[arg(long)]
+    pub max_upload_documents: Option<usize>,
+    /// Most bytes in a request body (default 33554432).
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// After SIGTERM, milliseconds in-flight requests may take before exit (default 30000).
+    #[arg(long)]
+    pub shutdown_grace_ms: Option<u64>,
     /// Engine threads per model (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -131,6 +156,19 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     if let Some(v) = args.request_timeout_ms {
         c.request_timeout_ms = v;
     }
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field { c.$field = v; } )* };
+    }
+    set!(
+        max_queue_ms,
+        max_request_tokens,
+        max_chunks_per_doc,
+        max_candidates,
+        max_collections,
+        max_upload_documents,
+        max_body_bytes,
+        shutdown_grace_ms
+    );
     if args.threads.is_some() {
         c.threads = args.threads;
     }
@@ -146,6 +184,8 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     if let Some(e) = c.embedder.take() {
         c.embedder = Some(crate::model_spec::resolve_embedder(&e.to_string_lossy())?);
     }
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("invalid server configuration: {e}"))?;
     if c.max_batch_tokens < 512 {
         bail!("--max-batch-tokens must be at least 512 (one full-length pair)");
     }

@@ -40,9 +40,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
+        // Tests share two slow cores: a generous request timeout unless a test sets its own.
+        let timeout: &[&str] = if args.contains(&"--request-timeout-ms") {
+            &[]
+        } else {
+            &["--request-timeout-ms", "900000"]
+        };
         let mut child = Command::new(bin())
             .arg("serve")
             .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(timeout)
             .args(args)
             .env("HF_HUB_OFFLINE", "1")
             .stdout(Stdio::piped())

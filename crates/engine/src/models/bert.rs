@@ -23,9 +23,18 @@ pub fn load(
     Ok((encoder, head))
 }
 
-/// Positions 0..len; token types as the tokenizer gave them (0 for A, 1 for B).
-pub fn push_sequence(batch: &mut PackedBatch, ids: &[u32], type_ids: &[u32]) {
+/// Positions 0..len; token types as the tokenizer gave them (0 for A, 1 for B). A checkpoint
+/// with a single token type (`type_vocab_size: 1`) has no row for type 1, so every token is
+/// given type 0 there; a type id missing from the tokenizer's output counts as 0. Types past a
+/// larger table are refused before this by `CrossEncoder::predict_encoded`; this function
+/// never produces an id outside `0..type_vocab_size`.
+pub fn push_sequence(batch: &mut PackedBatch, ids: &[u32], type_ids: &[u32], type_vocab: usize) {
     batch.ids.extend_from_slice(ids);
-    batch.type_ids.extend_from_slice(type_ids);
+    batch
+        .type_ids
+        .extend((0..ids.len()).map(|i| match type_ids.get(i) {
+            Some(&t) if (t as usize) < type_vocab => t,
+            _ => 0,
+        }));
     batch.positions.extend(0..ids.len() as u32);
 }

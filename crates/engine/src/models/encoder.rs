@@ -4,11 +4,12 @@
 //! layer is one GEMM with no padding; attention runs per (sequence, head) on that sequence's
 //! rows only.
 
+use super::linear::Linear;
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
 use crate::kernels::ops;
-use crate::kernels::qgemm::{QGemm, QuantizedMatrix, QuantizedRows};
+use crate::kernels::qgemm::QuantizedRows;
 use crate::weights::Weights;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -55,66 +56,6 @@ pub enum Quantize {
     Int8,
 }
 
-enum LinearWeights {
-    F32(PackedMatrix),
-    Int8(QuantizedMatrix),
-}
-
-/// A linear layer `y = x W^T + b` in either precision.
-struct Linear {
-    w: LinearWeights,
-    bias: Vec<f32>,
-}
-
-impl Linear {
-    fn new(w: &[f32], n: usize, k: usize, bias: Vec<f32>, quantize: Quantize) -> Self {
-        let w = match quantize {
-            Quantize::None => LinearWeights::F32(PackedMatrix::from_linear_weight(w, n, k)),
-            Quantize::Int8 => LinearWeights::Int8(QuantizedMatrix::from_linear_weight(w, n, k)),
-        };
-        Linear { w, bias }
-    }
-
-    /// `c (+)= a W^T + b`, then the epilogue; `a` has `m` rows at stride `lda`.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &self,
-        a: &[f32],
-        lda: usize,
-        m: usize,
-        c: &mut [f32],
-        ldc: usize,
-        accumulate: bool,
-        epilogue: Epilogue,
-        q: &mut QuantizedRows,
-    ) {
-        match &self.w {
-            LinearWeights::F32(b) => Gemm {
-                a,
-                lda,
-                m,
-                b,
-                bias: Some(&self.bias),
-                accumulate,
-                epilogue,
-            }
-            .run(c, ldc, true),
-            LinearWeights::Int8(b) => {
-                q.quantize(a, lda, m, b.k(), true);
-                QGemm {
-                    a: q,
-                    m,
-                    b,
-                    bias: Some(&self.bias),
-                    accumulate,
-                    epilogue,
-                }
-                .run(c, ldc, true)
-            }
-        }
-    }
-}
-
 struct Layer {
     qkv: Linear,
     /// Q and [K|V] as separate products, kept for the last layer, where only the first token
@@ -157,6 +98,10 @@ pub struct Workspace {
     pub first: Vec<f32>,
     first_q: Vec<f32>,
     first_ctx: Vec<f32>,
+    /// Buffers of the ModernBERT path.
+    pub(crate) modern: super::modernbert::ModernBertWorkspace,
+    /// Buffers of the decoder path.
+    pub(crate) decoder: super::qwen::QwenWorkspace,
 }
 
 #[derive(Default)]

@@ -5,65 +5,28 @@
 use super::json_body;
 use crate::core::{rerank, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
+use crate::registry::{collection, retrieve_error};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
-use crossrank_retrieve::collection::{Collection, DocInput};
+use crossrank_retrieve::collection::DocInput;
 use crossrank_retrieve::pipeline::{first_stage, now_unix, SearchRequest};
-use crossrank_retrieve::RetrieveError;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-fn valid_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ApiError::bad_request(format!(
-            "collection name {name:?}: use 1-64 letters, digits, '-' or '_'"
-        )));
-    }
-    Ok(())
-}
+/// Smallest `chunk_tokens` an upload may ask for.
+const MIN_CHUNK_TOKENS: u64 = 8;
+/// Largest `chunk_tokens` (no bi-encoder reads more in one pass).
+const MAX_CHUNK_TOKENS: u64 = 8192;
 
-fn retrieve_error(e: RetrieveError) -> ApiError {
-    match e {
-        RetrieveError::Invalid(m) => ApiError::bad_request(m),
-        other => ApiError::internal(other.to_string()),
-    }
-}
-
-/// The open collection `name`; `create` makes it if missing.
-fn collection(
-    state: &AppState,
-    name: &str,
-    create: bool,
-) -> Result<Arc<Mutex<Collection>>, ApiError> {
-    valid_name(name)?;
-    let root = state.config.collections_dir.as_ref().ok_or_else(|| {
-        ApiError::not_found(
-            "collections are not enabled on this server (start it with --collections DIR)",
-        )
-    })?;
-    let mut open = state.collections.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = open.get(name) {
-        return Ok(c.clone());
-    }
-    let dir = root.join(name);
-    if !create && !dir.join("collection.json").is_file() {
-        return Err(ApiError::not_found(format!("no collection {name:?}")));
-    }
-    let c =
-        Collection::open(&dir, state.config.embedder.as_deref(), true).map_err(retrieve_error)?;
-    let c = Arc::new(Mutex::new(c));
-    open.insert(name.to_string(), c.clone());
-    Ok(c)
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))
 }
 
 /// Runs collection work (disk, embedding, search) off the async workers.
@@ -86,12 +49,22 @@ fn respond(r: Result<Value, ApiError>) -> Response {
 /// metadata?}], "chunk_tokens"?, "overlap"?}` (chunking as `crossrank index` does it).
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     respond(
         async {
+            let name = path(name)?;
             let obj = json_body(body, state.config.max_body_bytes)?;
+            let max_docs = state.config.max_upload_documents;
+            if let Some(Value::Array(a)) = obj.get("documents") {
+                if a.len() > max_docs {
+                    return Err(ApiError::too_large(format!(
+                        "{} documents in one upload; the limit (max_upload_documents) is {max_docs}",
+                        a.len()
+                    )));
+                }
+            }
             let docs: Vec<DocInput> =
                 serde_json::from_value(obj.get("documents").cloned().unwrap_or(Value::Null))
                     .map_err(|e| {
@@ -102,22 +75,39 @@ pub async fn upsert(
             if docs.is_empty() {
                 return Err(ApiError::bad_request("documents must not be empty"));
             }
-            let count = |key: &str| -> Result<Option<usize>, ApiError> {
+            let count = |key: &str, lo: u64, hi: u64| -> Result<Option<usize>, ApiError> {
                 match obj.get(key) {
                     None | Some(Value::Null) => Ok(None),
-                    Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                        ApiError::unprocessable(format!("{key} must be a non-negative integer"))
-                    }),
+                    Some(v) => match v.as_u64() {
+                        Some(n) if (lo..=hi).contains(&n) => Ok(Some(n as usize)),
+                        _ => Err(ApiError::unprocessable(format!(
+                            "{key} must be an integer from {lo} to {hi}"
+                        ))),
+                    },
                 }
             };
-            let (chunk_tokens, overlap) = (count("chunk_tokens")?, count("overlap")?.unwrap_or(0));
-            let c = collection(&state, &name, true)?;
+            let chunk_tokens = count("chunk_tokens", MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS)?;
+            let overlap = count("overlap", 0, MAX_CHUNK_TOKENS)?.unwrap_or(0);
+            if let Some(n) = chunk_tokens {
+                if overlap >= n {
+                    return Err(ApiError::unprocessable(format!(
+                        "overlap ({overlap}) must be smaller than chunk_tokens ({n})"
+                    )));
+                }
+            }
+            let c = collection(&state, &name, true).await?;
             blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let docs = match chunk_tokens {
                     Some(n) => c.chunk_all(&docs, n, overlap).map_err(retrieve_error)?,
                     None => docs,
                 };
+                if docs.len() > max_docs {
+                    return Err(ApiError::too_large(format!(
+                        "the upload makes {} chunks; the limit (max_upload_documents) is {max_docs}",
+                        docs.len()
+                    )));
+                }
                 let n = c.upsert(&docs).map_err(retrieve_error)?;
                 Ok(json!({"indexed": n, "count": c.len()}))
             })
@@ -130,11 +120,12 @@ pub async fn upsert(
 /// Deletes one document.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    Path((name, id)): Path<(String, String)>,
+    ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     respond(
         async {
-            let c = collection(&state, &name, false)?;
+            let (name, id) = path(ids)?;
+            let c = collection(&state, &name, false).await?;
             blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 let n = c
@@ -155,17 +146,26 @@ pub async fn delete(
 /// breakdowns, `answerable`, and the milliseconds of each stage.
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     respond(
         async {
+            let name = path(name)?;
             let mut obj = json_body(body, state.config.max_body_bytes)?;
             // `null` means "default" for every optional field.
             obj.retain(|_, v| !v.is_null());
             let req: SearchRequest = serde_json::from_value(Value::Object(obj))
                 .map_err(|e| ApiError::unprocessable(format!("invalid search request: {e}")))?;
-            let c = collection(&state, &name, false)?;
+            let max = state.config.max_candidates;
+            for (field, v) in [("candidates", req.candidates), ("top_k", req.top_k)] {
+                if v > max {
+                    return Err(ApiError::unprocessable(format!(
+                        "{field} is {v}; the limit (max_candidates) is {max}"
+                    )));
+                }
+            }
+            let c = collection(&state, &name, false).await?;
             // The lock covers the first stage only; reranking runs beside other searches.
             let (candidates, req) = blocking(move || {
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
@@ -183,6 +183,7 @@ pub async fn search(
                     query: req.query.clone(),
                     documents,
                     long_docs: LongDocs::Truncate(Direction::Right),
+                    instruction: None,
                 };
                 let out = rerank(&state, job).await?;
                 out.scores.iter().map(|s| s.score as f64).collect()

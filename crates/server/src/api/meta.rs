@@ -1,18 +1,45 @@
 //! `GET /health`, `/info`, `/metrics`, `/openapi.json`, and the JSON 404.
 
+use crate::batcher::Health;
 use crate::errors::{ApiError, Dialect};
 use crate::state::{AppState, Backend};
 use axum::extract::State;
-use axum::http::{header, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_rank::Reranker;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Liveness: 200 once the models are loaded (the server only listens after that).
-pub async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Readiness: 200 while every local model's worker is alive and its recent batches succeed;
+/// 503 naming the model otherwise (a load balancer then takes this replica out), and 503
+/// while shutting down. The server only listens once its models are loaded.
+pub async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        let body = json!({"status": "unhealthy", "error": "the server is shutting down"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    let mut problems = Vec::new();
+    for m in &state.models {
+        if let Backend::Local(l) = &m.backend {
+            match l.batcher.health() {
+                Health::Ok => {}
+                Health::Failing(n) => problems.push(format!(
+                    "model {}: the last {n} engine batches failed",
+                    m.name
+                )),
+                Health::Dead => {
+                    problems.push(format!("model {}: the engine worker stopped", m.name))
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        let body = json!({"status": "unhealthy", "error": problems.join("; ")});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
 }
 
 /// Models, limits and version.
@@ -29,10 +56,14 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
                     "path": l.model.dir().display().to_string(),
                     "architecture": format!("{:?}", cfg.architecture),
                     "labels": cfg.num_labels,
+                    "template": l.model.template().name(),
+                    "device": "cpu",
                     "max_input_length": l.model.max_length(),
                     "quantize": l.quantize,
                     "threads": l.model.threads(),
                     "queue_depth": l.batcher.depth(),
+                    "predicted_wait_ms": l.batcher.predicted_wait().as_secs_f64() * 1e3,
+                    "tokens_per_s": l.batcher.tokens_per_s(),
                 })
             }
             Backend::Hosted(h) => {
@@ -50,12 +81,11 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
             Backend::Hosted(_) => None,
         },
         "models": models,
-        "limits": {
-            "max_batch_tokens": c.max_batch_tokens,
-            "max_queue": c.max_queue,
-            "max_documents": c.max_documents,
-            "max_body_bytes": c.max_body_bytes,
-            "request_timeout_ms": c.request_timeout_ms,
+        "limits": c.limits(),
+        "collections": {
+            "enabled": c.collections_dir.is_some(),
+            "open": state.collections.open_ones().len(),
+            "embedders_loaded": state.collections.embedders_loaded(),
         },
         "auth": !c.api_keys.is_empty(),
         "dialects": ["tei:/rerank", "cohere-v1:/v1/rerank", "jina:/v1/rerank", "voyage:/v1/rerank", "cohere-v2:/v2/rerank"],

@@ -42,6 +42,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(meta::openapi))
         .fallback(meta::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(catch_panic))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn_with_state(state.clone(), record))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -60,6 +62,94 @@ async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) ->
         .metrics
         .request(&route, resp.status().as_u16(), t.elapsed().as_secs_f64());
     resp
+}
+
+/// Refuses new requests once shutdown has begun, and makes every error JSON: responses that
+/// the router or an extractor produced without a JSON body (405 for a wrong method, 400 for a
+/// bad path, 413 from the body limit) get one in the dialect's shape.
+async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let dialect = Dialect::of_path(&path);
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) && path != "/health" {
+        return ApiError::unavailable("the server is shutting down").render(dialect);
+    }
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "method {method} is not allowed on {path}; use {}",
+            allow
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .unwrap_or(allowed_methods(&path))
+        ),
+        _ if !text.is_empty() => text,
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string(),
+    };
+    let err = ApiError {
+        status,
+        kind: if status.is_server_error() {
+            "Backend"
+        } else {
+            "Validation"
+        },
+        message,
+        retry_after: None,
+    };
+    let mut out = err.render(dialect);
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}
+
+/// The methods the router serves on `path` (for 405 messages).
+fn allowed_methods(path: &str) -> &'static str {
+    match path {
+        "/health" | "/info" | "/metrics" | "/openapi.json" => "GET",
+        p if p.starts_with("/v1/collections/") && p.contains("/documents/") => "DELETE",
+        _ => "POST",
+    }
+}
+
+/// A handler that panics answers 500 in JSON instead of dropping the connection.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let dialect = Dialect::of_path(req.uri().path());
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            eprintln!("crossrank: a request handler panicked: {msg}");
+            ApiError::internal(format!("internal error while handling the request: {msg}"))
+                .render(dialect)
+        }
+    }
 }
 
 /// Constant-time comparison (no early exit on the first differing byte).
@@ -227,3 +317,6 @@ pub fn request_id() -> String {
 pub fn search_units(documents: usize) -> usize {
     documents.div_ceil(100).max(1)
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,6 +68,7 @@ async fn handle(
         query,
         documents: texts,
         long_docs,
+        instruction: f.opt_string("instruction")?,
     };
     let texts = job.documents.clone();
     let mut out = score(state, job).await?.scores;

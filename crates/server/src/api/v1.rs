@@ -102,7 +102,7 @@ async fn handle(
                 .unwrap_or(DEFAULT_MAX_TOKENS),
             max_chunks: f
                 .opt_count("max_chunks_per_doc")?
-                .unwrap_or(DEFAULT_MAX_CHUNKS),
+                .unwrap_or(DEFAULT_MAX_CHUNKS.min(state.config.max_chunks_per_doc)),
         }
     };
     let n = texts.len();
@@ -111,6 +111,7 @@ async fn handle(
         query,
         documents: texts,
         long_docs,
+        instruction: f.opt_string("instruction")?,
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;

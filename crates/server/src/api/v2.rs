@@ -38,7 +38,7 @@ async fn handle(
         max_tokens: f
             .opt_count("max_tokens_per_doc")?
             .unwrap_or(DEFAULT_MAX_TOKENS),
-        max_chunks: DEFAULT_MAX_CHUNKS,
+        max_chunks: DEFAULT_MAX_CHUNKS.min(state.config.max_chunks_per_doc),
     };
     let n = texts.len();
     let job = RerankJob {
@@ -46,6 +46,7 @@ async fn handle(
         query,
         documents: texts,
         long_docs,
+        instruction: f.opt_string("instruction")?,
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;

@@ -1,0 +1,337 @@
+//! Building blocks of the rotary-position models (ModernBERT, Qwen2 / Qwen3) on packed
+//! tokens: RMSNorm, rotary embeddings, attention with full / sliding-window / causal masks and
+//! grouped-query heads, and the pooled head chains (sentence-transformers modules).
+
+use super::linear::Linear;
+use crate::kernels::gemm::Epilogue;
+use crate::kernels::ops;
+use crate::kernels::qgemm::QuantizedRows;
+use rayon::prelude::*;
+
+/// Which keys a query may see within its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    /// Every key.
+    Full,
+    /// Keys with `|i - j| <= half` (ModernBERT's local layers).
+    Window(usize),
+    /// Keys `j <= i` (decoders).
+    Causal,
+}
+
+/// In place: x = x / sqrt(mean(x^2) + eps) * weight, per row of `width`.
+pub fn rms_norm_rows(x: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+    x.par_chunks_mut(width)
+        .for_each(|row| rms_norm(row, weight, eps));
+}
+
+/// RMSNorm of one row.
+pub fn rms_norm(row: &mut [f32], weight: &[f32], eps: f32) {
+    let ms = row.iter().map(|v| v * v).sum::<f32>() / row.len() as f32;
+    let inv = 1.0 / (ms + eps).sqrt();
+    for (v, w) in row.iter_mut().zip(weight) {
+        *v = *v * inv * w;
+    }
+}
+
+/// LayerNorm of every row (`beta` empty: no bias).
+pub fn layer_norm_rows(x: &mut [f32], width: usize, gamma: &[f32], beta: &[f32], eps: f32) {
+    if beta.is_empty() {
+        let zeros = vec![0.0f32; width];
+        x.par_chunks_mut(width)
+            .for_each(|row| ops::layer_norm(row, gamma, &zeros, eps));
+    } else {
+        x.par_chunks_mut(width)
+            .for_each(|row| ops::layer_norm(row, gamma, beta, eps));
+    }
+}
+
+/// cos / sin tables of rotary embeddings for positions `0..len`, computed in f32 the way
+/// transformers does (`inv_freq = 1 / theta^(2i/d)`, angle = position * inv_freq).
+pub struct Rope {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Rope {
+    /// Tables for head width `d` and base `theta`, positions below `len`.
+    pub fn new(d: usize, theta: f64, len: usize) -> Self {
+        let half = d / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / d as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for p in 0..len {
+            for f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Rope { half, cos, sin }
+    }
+
+    /// Rotates one head's vector at `position` (the rotate-half layout).
+    #[inline]
+    pub fn apply(&self, x: &mut [f32], position: usize) {
+        let h = self.half;
+        let (c, s) = (
+            &self.cos[position * h..][..h],
+            &self.sin[position * h..][..h],
+        );
+        let (a, b) = x.split_at_mut(h);
+        for i in 0..h {
+            let (x1, x2) = (a[i], b[i]);
+            a[i] = x1 * c[i] - x2 * s[i];
+            b[i] = x2 * c[i] + x1 * s[i];
+        }
+    }
+}
+
+/// Rotates `heads` heads of width `d` starting at column `col` of every row of `x` (row stride
+/// `ld`), each row at its position in `positions`.
+pub fn apply_rope(
+    x: &mut [f32],
+    ld: usize,
+    col: usize,
+    heads: usize,
+    d: usize,
+    positions: &[u32],
+    rope: &Rope,
+) {
+    x.par_chunks_mut(ld).enumerate().for_each(|(r, row)| {
+        for hd in 0..heads {
+            rope.apply(
+                &mut row[col + hd * d..col + (hd + 1) * d],
+                positions[r] as usize,
+            );
+        }
+    });
+}
+
+struct SyncPtr(*mut f32);
+// SAFETY: used only to write disjoint (row, head) cells from parallel tasks.
+unsafe impl Sync for SyncPtr {}
+// SAFETY: as above; the pointer outlives the parallel section that uses it.
+unsafe impl Send for SyncPtr {}
+
+/// Where the query, key and value columns of a packed `[tokens x ld]` matrix are.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub q_heads: usize,
+    /// Key / value heads (`q_heads` a multiple of it).
+    pub kv_heads: usize,
+    /// Head width.
+    pub d: usize,
+    /// Row stride of the q / k / v matrix.
+    pub ld: usize,
+    /// First column of the queries, keys and values.
+    pub q_col: usize,
+    /// See `q_col`.
+    pub k_col: usize,
+    /// See `q_col`.
+    pub v_col: usize,
+}
+
+/// Scaled dot-product attention per (sequence, query head) over the packed rows of `qkv`;
+/// writes `[tokens x q_heads * d]` into `out`. Query head `h` reads key / value head
+/// `h / (q_heads / kv_heads)`.
+pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: &mut [f32]) {
+    let Heads {
+        q_heads,
+        kv_heads,
+        d,
+        ld,
+        ..
+    } = heads;
+    let width = q_heads * d;
+    let group = (q_heads / kv_heads.max(1)).max(1);
+    let scale = 1.0 / (d as f32).sqrt();
+    let sequences = offsets.len().saturating_sub(1);
+    let mut tasks: Vec<(usize, usize)> = (0..sequences)
+        .flat_map(|s| (0..q_heads).map(move |h| (s, h)))
+        .collect();
+    tasks.sort_by_key(|&(s, _)| std::cmp::Reverse(offsets[s + 1] - offsets[s]));
+    let out_len = out.len();
+    let dst = SyncPtr(out.as_mut_ptr());
+    let dst = &dst;
+    tasks.par_iter().for_each(|&(s, h)| {
+        let start = offsets[s];
+        let len = offsets[s + 1] - start;
+        let kvh = h / group;
+        let mut p = vec![0.0f32; len];
+        let mut o = vec![0.0f32; d];
+        for i in 0..len {
+            let q = &qkv[(start + i) * ld + heads.q_col + h * d..][..d];
+            let (lo, hi) = match mask {
+                Mask::Full => (0, len),
+                Mask::Window(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
+                Mask::Causal => (0, i + 1),
+            };
+            let scores = &mut p[..hi - lo];
+            for (j, sc) in (lo..hi).zip(scores.iter_mut()) {
+                let k = &qkv[(start + j) * ld + heads.k_col + kvh * d..][..d];
+                *sc = q.iter().zip(k).map(|(a, b)| a * b).sum();
+            }
+            ops::softmax(scores, scale);
+            o.fill(0.0);
+            for (j, &pj) in (lo..hi).zip(scores.iter()) {
+                let v = &qkv[(start + j) * ld + heads.v_col + kvh * d..][..d];
+                for (oc, &vc) in o.iter_mut().zip(v) {
+                    *oc += pj * vc;
+                }
+            }
+            let at = (start + i) * width + h * d;
+            assert!(at + d <= out_len);
+            // SAFETY: in bounds (asserted); each (row, head) cell is written by one task only.
+            unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), dst.0.add(at), d) };
+        }
+    });
+}
+
+/// Activation of a head step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// None.
+    Identity,
+    /// Exact GELU.
+    Gelu,
+    /// Tanh.
+    Tanh,
+    /// ReLU.
+    Relu,
+    /// x * sigmoid(x).
+    Silu,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+}
+
+impl Act {
+    /// From a transformers / torch name (`gelu`, `torch.nn.modules.activation.GELU`, ...).
+    pub fn from_name(name: &str) -> Option<Act> {
+        let last = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+        Some(match last.as_str() {
+            "identity" | "linear" | "none" => Act::Identity,
+            "gelu" => Act::Gelu,
+            "tanh" => Act::Tanh,
+            "relu" => Act::Relu,
+            "silu" | "swish" => Act::Silu,
+            "sigmoid" => Act::Sigmoid,
+            _ => return None,
+        })
+    }
+    /// Applies in place.
+    pub fn apply(self, x: &mut [f32]) {
+        match self {
+            Act::Identity => {}
+            Act::Gelu => ops::gelu(x),
+            Act::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+            Act::Relu => ops::relu(x),
+            Act::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+            Act::Sigmoid => x.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+        }
+    }
+}
+
+/// One step of a head applied to pooled `[sequences x width]` vectors.
+pub enum HeadStep {
+    /// `y = act(x W^T + b)`.
+    Dense {
+        /// Weights (`out x in`).
+        w: Vec<f32>,
+        /// Bias (empty: none).
+        b: Vec<f32>,
+        /// Input width.
+        k: usize,
+        /// Output width.
+        n: usize,
+        /// Activation.
+        act: Act,
+    },
+    /// LayerNorm (`beta` empty: no bias).
+    LayerNorm {
+        /// Scale.
+        gamma: Vec<f32>,
+        /// Shift.
+        beta: Vec<f32>,
+        /// Epsilon.
+        eps: f32,
+    },
+}
+
+/// Runs a chain of head steps on one pooled vector.
+pub fn run_head(steps: &[HeadStep], mut x: Vec<f32>) -> Vec<f32> {
+    for step in steps {
+        match step {
+            HeadStep::Dense { w, b, k, n, act } => {
+                let mut y: Vec<f32> = (0..*n)
+                    .map(|j| {
+                        let row = &w[j * k..][..*k];
+                        row.iter().zip(&x).map(|(a, b)| a * b).sum::<f32>()
+                            + b.get(j).copied().unwrap_or(0.0)
+                    })
+                    .collect();
+                act.apply(&mut y);
+                x = y;
+            }
+            HeadStep::LayerNorm { gamma, beta, eps } => {
+                let zeros;
+                let beta = if beta.is_empty() {
+                    zeros = vec![0.0; x.len()];
+                    &zeros
+                } else {
+                    beta
+                };
+                ops::layer_norm(&mut x, gamma, beta, *eps);
+            }
+        }
+    }
+    x
+}
+
+/// A gated MLP: `down(act(a) * b)` where `[a | b]` (or `[gate | up]`) come from one product.
+pub(crate) struct GatedMlp {
+    /// `[tokens x 2i]` product: the activated half first, then the multiplier.
+    pub(crate) up: Linear,
+    /// `[tokens x i] -> [tokens x hidden]`.
+    pub(crate) down: Linear,
+    /// Intermediate width.
+    pub(crate) inter: usize,
+    /// The activation of the first half.
+    pub(crate) act: Act,
+}
+
+impl GatedMlp {
+    /// `x += down(act(up(y)[.., :i]) * up(y)[.., i:])` over `t` rows of width `h`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_residual(
+        &self,
+        y: &[f32],
+        h: usize,
+        t: usize,
+        x: &mut [f32],
+        wide: &mut Vec<f32>,
+        inter: &mut Vec<f32>,
+        q: &mut QuantizedRows,
+    ) {
+        let i = self.inter;
+        wide.resize(t * 2 * i, 0.0);
+        self.up.run(y, h, t, wide, 2 * i, false, Epilogue::None, q);
+        inter.resize(t * i, 0.0);
+        let act = self.act;
+        inter
+            .par_chunks_mut(i)
+            .zip(wide.par_chunks(2 * i))
+            .for_each(|(o, w)| {
+                o.copy_from_slice(&w[..i]);
+                act.apply(o);
+                for (a, b) in o.iter_mut().zip(&w[i..]) {
+                    *a *= b;
+                }
+            });
+        self.down.run(inter, i, t, x, h, true, Epilogue::None, q);
+    }
+}

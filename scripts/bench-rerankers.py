@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Side-by-side speed of crossrank and sentence-transformers CrossEncoder (torch CPU) on the
+2025-2026 reranker architectures, with random weights of the real shapes (no real checkpoints
+are reachable here), on the same pairs and threads. Prints one JSON line per (model, engine).
+
+Shapes: gte-reranker-modernbert-base (22 layers, 768 hidden, GLU 1152, 12 heads),
+Qwen3-Reranker-0.6B (28 layers, 1024 hidden, 3072 intermediate, 16 / 8 heads, head_dim 128),
+mxbai-rerank-base-v2 (Qwen2 0.5B: 24 layers, 896 hidden, 4864 intermediate, 14 / 2 heads).
+Tokenizers are the fixtures' (ModernBERT: WordPiece; Qwen: a small byte-level BPE), so token
+counts differ from the real models'; both engines read the same ids.
+
+Usage: python3 scripts/bench-rerankers.py --bin target/release/crossrank [--pairs 50]
+       [--repeat 2] [--models modernbert,qwen3,mxbai] [--out DIR]
+Needs torch, transformers and sentence-transformers in the running Python.
+"""
+import argparse, json, os, shutil, subprocess, sys, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bin", required=True)
+ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "../../shared"))
+ap.add_argument("--out", default=os.path.expanduser("~/.cache/crossrank-bench/models"))
+ap.add_argument("--pairs", type=int, default=50)
+ap.add_argument("--repeat", type=int, default=2)
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--models", default="modernbert,qwen3,mxbai")
+args = ap.parse_args()
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForCausalLM
+
+torch.set_num_threads(args.threads)
+torch.manual_seed(0)
+fx = os.path.join(args.shared, "fixtures")
+rows = [json.loads(l) for l in open(os.path.join(args.shared, "bench/w50-dl20.jsonl"))][: args.pairs]
+pairs = [(r["query"], r["passage"]) for r in rows]
+workload = os.path.join(args.out, f"w50-dl20-first{len(pairs)}.jsonl")
+os.makedirs(args.out, exist_ok=True)
+with open(workload, "w") as f:
+    for q, p in pairs:
+        f.write(json.dumps({"query": q, "passage": p}) + "\n")
+
+SHAPES = {
+    "modernbert": ("tiny-modernbert-cls", dict(num_hidden_layers=22, hidden_size=768, intermediate_size=1152,
+                   num_attention_heads=12, local_attention=128, global_attn_every_n_layers=3, layer_types=None,
+                   max_position_embeddings=8192, vocab_size=50368, classifier_pooling="mean")),
+    "qwen3": ("tiny-qwen3-reranker", dict(num_hidden_layers=28, hidden_size=1024, intermediate_size=3072,
+              num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+              max_position_embeddings=40960, layer_types=None)),
+    "mxbai": ("tiny-mxbai-v2", dict(num_hidden_layers=24, hidden_size=896, intermediate_size=4864,
+              num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+              max_position_embeddings=32768, layer_types=None)),
+}
+
+
+def make(name):
+    src_name, shape = SHAPES[name]
+    src = os.path.join(fx, src_name)
+    dst = os.path.join(args.out, name)
+    if os.path.exists(os.path.join(dst, "model.safetensors")):
+        return dst
+    cfg = AutoConfig.from_pretrained(src)
+    for k, v in shape.items():
+        setattr(cfg, k, v)
+    if name == "modernbert":
+        model = AutoModelForSequenceClassification.from_config(cfg)
+    else:
+        model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(dst, safe_serialization=True)
+    for f in os.listdir(src):
+        if f.startswith("tokenizer") or f in ("special_tokens_map.json", "chat_template.jinja"):
+            shutil.copy(os.path.join(src, f), dst)
+    return dst
+
+
+def st_time(name, path):
+    from sentence_transformers import CrossEncoder
+    if name == "mxbai":
+        from sentence_transformers.cross_encoder.modules import LogitScore  # noqa: F401
+        from sentence_transformers.base.modules import Transformer
+        ce = CrossEncoder(modules=[Transformer(path, transformer_task="text-generation", max_seq_length=512),
+                                   LogitScore(true_token_id=16, false_token_id=15)])
+    else:
+        ce = CrossEncoder(path, max_length=512)
+    ce.predict(pairs[:2])
+    ms = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        ce.predict(pairs, batch_size=16)
+        ms.append((time.perf_counter() - t) * 1e3)
+    return sorted(ms)[len(ms) // 2]
+
+
+for name in args.models.split(","):
+    path = make(name)
+    for q in ("none", "int8"):
+        out = subprocess.run([args.bin, "bench", "--model", path, "--workload", workload, "--threads",
+                              str(args.threads), "--repeat", str(args.repeat), "--warmup", "1", "--quantize", q,
+                              "--json"], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(json.dumps({"model": name, "engine": "crossrank", "quantize": q, "error": out.stderr.strip()[-400:]}))
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps({"model": name, "engine": "crossrank", "quantize": q, "pairs": len(pairs),
+                          "tokens": r.get("tokens"), "median_ms": r.get("median_ms")}), flush=True)
+    try:
+        ms = st_time(name, path)
+        print(json.dumps({"model": name, "engine": "sentence-transformers", "quantize": "none", "pairs": len(pairs),
+                          "median_ms": ms, "torch": torch.__version__}), flush=True)
+    except Exception as e:  # report and go on
+        print(json.dumps({"model": name, "engine": "sentence-transformers", "error": repr(e)[:400]}), flush=True)
