@@ -33,6 +33,10 @@ pub struct Args {
     /// Bearer token.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Resend a refused request at once instead of waiting its Retry-After (as client SDKs
+    /// do), to measure a server hammered by clients that ignore it.
+    #[arg(long)]
+    pub no_backoff: bool,
     /// Print JSON lines.
     #[arg(long)]
     pub json: bool,
@@ -63,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
     let body = serde_json::to_vec(&body)?;
     let client = reqwest::blocking::Client::builder().timeout(None).build()?;
     // One warm-up request, which must succeed.
-    let st = send(&client, &url, &body, args.api_key.as_deref())?;
+    let (st, _) = send(&client, &url, &body, args.api_key.as_deref())?;
     if st != 200 {
         bail!("{url}: the warm-up request answered HTTP {st}");
     }
@@ -85,13 +89,21 @@ pub fn run(args: Args) -> Result<()> {
                     while more() {
                         let t = Instant::now();
                         let key = match send(&client, &url, &body, args.api_key.as_deref()) {
-                            Ok(200) => {
+                            Ok((429, retry)) => {
+                                if !args.no_backoff {
+                                    // Honour Retry-After (capped so a level ends on time).
+                                    let wait = retry.unwrap_or(1.0).clamp(0.1, 10.0);
+                                    std::thread::sleep(Duration::from_secs_f64(wait));
+                                }
+                                "429".to_string()
+                            }
+                            Ok((200, _)) => {
                                 lat.lock()
                                     .unwrap_or_else(|p| p.into_inner())
                                     .push(t.elapsed().as_secs_f64() * 1e3);
                                 "200".to_string()
                             }
-                            Ok(status) => status.to_string(),
+                            Ok((status, _)) => status.to_string(),
                             Err(_) => "transport_error".to_string(),
                         };
                         *statuses
@@ -158,13 +170,14 @@ fn server_peak_rss(
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Sends one request; the HTTP status, or an error when no response came.
+/// Sends one request; the HTTP status and Retry-After seconds, or an error when no response
+/// came.
 fn send(
     client: &reqwest::blocking::Client,
     url: &str,
     body: &[u8],
     key: Option<&str>,
-) -> Result<u16> {
+) -> Result<(u16, Option<f64>)> {
     let mut req = client
         .post(url)
         .header("content-type", "application/json")
@@ -174,7 +187,12 @@ fn send(
     }
     let resp = req.send().with_context(|| format!("POST {url}"))?;
     let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok());
     // Read the whole body so the connection is reused.
     let _ = resp.bytes();
-    Ok(status)
+    Ok((status, retry))
 }
