@@ -41,14 +41,15 @@ with open(workload, "w") as f:
 
 SHAPES = {
     "modernbert": ("tiny-modernbert-cls", dict(num_hidden_layers=22, hidden_size=768, intermediate_size=1152,
-                   num_attention_heads=12, local_attention=128, global_attn_every_n_layers=3, layer_types=None,
+                   num_attention_heads=12, local_attention=128, global_attn_every_n_layers=3,
+                   layer_types=["full_attention" if i % 3 == 0 else "sliding_attention" for i in range(22)],
                    max_position_embeddings=8192, vocab_size=50368, classifier_pooling="mean")),
     "qwen3": ("tiny-qwen3-reranker", dict(num_hidden_layers=28, hidden_size=1024, intermediate_size=3072,
               num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
-              max_position_embeddings=40960, layer_types=None)),
+              max_position_embeddings=40960, layer_types=["full_attention"] * 28)),
     "mxbai": ("tiny-mxbai-v2", dict(num_hidden_layers=24, hidden_size=896, intermediate_size=4864,
               num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
-              max_position_embeddings=32768, layer_types=None)),
+              max_position_embeddings=32768, layer_types=["full_attention"] * 24)),
 }
 
 
@@ -75,8 +76,7 @@ def make(name):
 def st_time(name, path):
     from sentence_transformers import CrossEncoder
     if name == "mxbai":
-        from sentence_transformers.cross_encoder.modules import LogitScore  # noqa: F401
-        from sentence_transformers.base.modules import Transformer
+        from sentence_transformers.cross_encoder.modules import LogitScore, Transformer
         ce = CrossEncoder(modules=[Transformer(path, transformer_task="text-generation", max_seq_length=512),
                                    LogitScore(true_token_id=16, false_token_id=15)])
     else:

@@ -114,6 +114,22 @@ impl Template {
     }
 }
 
+/// Qwen3-Reranker's body piece.
+fn qwen3_body(instruction: Option<&str>, query: &str, doc: &str) -> String {
+    format!(
+        "<Instruct>: {}\n<Query>: {query}\n<Document>: {doc}",
+        instruction.unwrap_or_default()
+    )
+}
+
+/// mxbai-rerank-v2's query piece; an empty instruction adds no line.
+fn mxbai_query(instruction: Option<&str>, query: &str) -> String {
+    match instruction {
+        Some(i) if !i.is_empty() => format!("instruction: {i}\nquery: {query}"),
+        _ => format!("query: {query}"),
+    }
+}
+
 /// A template with its fixed pieces tokenized, ready to encode pairs.
 pub struct Prompter {
     template: Template,
@@ -205,21 +221,13 @@ impl Prompter {
         match self.template {
             Template::None => unreachable!("no prompter without a template"),
             Template::Qwen3Reranker => {
-                let body = format!(
-                    "<Instruct>: {}\n<Query>: {query}\n<Document>: {doc}",
-                    instruction.unwrap_or_default()
-                );
-                let mut b = tok.plain_ids(&body)?;
+                let mut b = tok.plain_ids(&qwen3_body(instruction, query, doc))?;
                 b.truncate(self.max_length - self.prefix.len() - self.suffix.len());
                 ids.extend(b);
             }
             Template::MxbaiRerankV2 => {
                 let m = self.max_length;
-                let qpiece = match instruction {
-                    Some(i) if !i.is_empty() => format!("instruction: {i}\nquery: {query}"),
-                    _ => format!("query: {query}"),
-                };
-                let mut q = tok.plain_ids(&qpiece)?;
+                let mut q = tok.plain_ids(&mxbai_query(instruction, query))?;
                 q.truncate(m * 3 / 4);
                 let fixed =
                     self.prefix.len() + self.task.len() + self.suffix.len() + self.sep.len();
@@ -241,7 +249,9 @@ impl Prompter {
         })
     }
 
-    /// Length of the prompt without any truncation (for refusing over-long pairs).
+    /// Length of the pair without any truncation, in the units `max_length` bounds: the whole
+    /// prompt for Qwen3-Reranker, the content (query and document pieces) for mxbai, whose
+    /// `max_length` is the content budget.
     pub fn untruncated_len(
         &self,
         tok: &PairTokenizer,
@@ -253,23 +263,13 @@ impl Prompter {
         Ok(match self.template {
             Template::None => 0,
             Template::Qwen3Reranker => {
-                let body = format!(
-                    "<Instruct>: {}\n<Query>: {query}\n<Document>: {doc}",
-                    instruction.unwrap_or_default()
-                );
+                let body = qwen3_body(instruction, query, doc);
                 self.prefix.len() + tok.plain_ids(&body)?.len() + self.suffix.len()
             }
             Template::MxbaiRerankV2 => {
-                let qpiece = match instruction {
-                    Some(i) if !i.is_empty() => format!("instruction: {i}\nquery: {query}"),
-                    _ => format!("query: {query}"),
-                };
-                self.prefix.len()
-                    + tok.plain_ids(&qpiece)?.len()
+                tok.plain_ids(&mxbai_query(instruction, query))?.len()
+                    + self.sep.len()
                     + tok.plain_ids(&format!("document: {doc}"))?.len()
-                    + 2 * self.sep.len()
-                    + self.task.len()
-                    + self.suffix.len()
             }
         })
     }

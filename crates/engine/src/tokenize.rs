@@ -81,28 +81,24 @@ impl PairTokenizer {
             .unwrap_or(0)
     }
 
-    /// Tokens of `text` alone (no special tokens, no truncation) with their byte offsets.
-    pub fn token_offsets(&self, text: &str) -> Result<Vec<(usize, usize)>> {
-        let enc = self
-            .plain
+    /// `text` alone through the tokenizer: no special tokens, no truncation.
+    fn plain(&self, text: &str) -> Result<tokenizers::Encoding> {
+        self.plain
             .encode(text, false)
             .map_err(|e| EngineError::Tokenizer {
                 path: self.path.clone(),
                 message: e.to_string(),
-            })?;
-        Ok(enc.get_offsets().to_vec())
+            })
+    }
+
+    /// Tokens of `text` alone (no special tokens, no truncation) with their byte offsets.
+    pub fn token_offsets(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        Ok(self.plain(text)?.get_offsets().to_vec())
     }
 
     /// Token ids of `text` alone: no special tokens, no truncation (prompt pieces).
     pub fn plain_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .plain
-            .encode(text, false)
-            .map_err(|e| EngineError::Tokenizer {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(enc.get_ids().to_vec())
+        Ok(self.plain(text)?.get_ids().to_vec())
     }
 
     /// Length of the pair before truncation (special tokens included).

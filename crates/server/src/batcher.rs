@@ -40,8 +40,10 @@ impl BatchScorer for CrossEncoder {
         self.predict_encoded(pairs).map_err(|e| e.to_string())
     }
     fn warm_up(&self) -> usize {
-        let passage = "a reranker reads the query and the passage together ".repeat(12);
-        let pairs: Vec<(&str, &str)> = (0..8)
+        // Small on purpose: a large model on CPU should not delay the start by much; the
+        // estimate is conservative until real batches refine it.
+        let passage = "a reranker reads the query and the passage together ".repeat(8);
+        let pairs: Vec<(&str, &str)> = (0..2)
             .map(|_| ("warm up query", passage.as_str()))
             .collect();
         match self.tokenize(&pairs) {

@@ -233,14 +233,17 @@ fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<
             max_tokens,
             max_chunks,
         } => {
-            let q_len = tok.token_offsets(query).map_err(engine_err)?.len();
-            let special = tok.pair_special_tokens();
-            // Room for the document next to the query; a very long query is truncated by
-            // longest-first and leaves half the window.
-            let window = max_len
-                .saturating_sub(special + q_len)
-                .max(max_len / 2)
-                .max(1);
+            // What a pair costs besides the document: special tokens and the query, or a
+            // prompt template's whole frame (instruction and query included).
+            let overhead = if model.template() == Template::None {
+                tok.token_offsets(query).map_err(engine_err)?.len() + tok.pair_special_tokens()
+            } else {
+                model
+                    .untruncated_len(query, "", instruction)
+                    .map_err(engine_err)?
+            };
+            // Room for the document; a very long query leaves half the window.
+            let window = max_len.saturating_sub(overhead).max(max_len / 2).max(1);
             let mut texts: Vec<&str> = Vec::new();
             let mut owners = Vec::new();
             for (i, d) in job.documents.iter().enumerate() {

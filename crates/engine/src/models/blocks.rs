@@ -335,3 +335,59 @@ impl GatedMlp {
         self.down.run(inter, i, t, x, h, true, Epilogue::None, q);
     }
 }
+
+/// Activation buffers of the rotary models' forward pass.
+#[derive(Default)]
+pub struct RotaryWorkspace {
+    /// Hidden states `[tokens x hidden]`.
+    pub(crate) x: Vec<f32>,
+    /// The normalised copy a sub-layer reads.
+    pub(crate) y: Vec<f32>,
+    pub(crate) qkv: Vec<f32>,
+    pub(crate) ctx: Vec<f32>,
+    wide: Vec<f32>,
+    inter: Vec<f32>,
+    pub(crate) q: QuantizedRows,
+}
+
+impl RotaryWorkspace {
+    /// `x` = the embedding rows of `ids` (`table` is `[vocab x h]`).
+    pub(crate) fn embed(&mut self, ids: &[u32], table: &[f32], h: usize) {
+        self.x.resize(ids.len() * h, 0.0);
+        for (r, &id) in ids.iter().enumerate() {
+            self.x[r * h..(r + 1) * h].copy_from_slice(&table[id as usize * h..][..h]);
+        }
+    }
+
+    /// `y` = `norm` applied to a copy of `x`.
+    pub(crate) fn normed_copy(&mut self, norm: impl FnOnce(&mut [f32])) {
+        self.y.clear();
+        self.y.extend_from_slice(&self.x);
+        norm(&mut self.y);
+    }
+
+    /// Pre-norm MLP block: `x += mlp(norm(x))` over `t` rows of width `h`.
+    pub(crate) fn mlp_residual(
+        &mut self,
+        mlp: &GatedMlp,
+        h: usize,
+        t: usize,
+        norm: impl FnOnce(&mut [f32]),
+    ) {
+        self.normed_copy(norm);
+        mlp.run_residual(
+            &self.y,
+            h,
+            t,
+            &mut self.x,
+            &mut self.wide,
+            &mut self.inter,
+            &mut self.q,
+        );
+    }
+}
+
+/// Tokens of the longest sequence of a packed batch.
+pub fn longest(offsets: &[usize]) -> usize {
+    offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}

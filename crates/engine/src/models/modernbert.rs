@@ -13,7 +13,6 @@ use super::encoder::{PackedBatch, Quantize};
 use super::linear::Linear;
 use crate::error::{EngineError, Result};
 use crate::kernels::gemm::Epilogue;
-use crate::kernels::qgemm::QuantizedRows;
 use crate::weights::Weights;
 use serde::Deserialize;
 
@@ -196,16 +195,7 @@ pub struct ModernBert {
 }
 
 /// Activation buffers of one forward pass.
-#[derive(Default)]
-pub struct ModernBertWorkspace {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    qkv: Vec<f32>,
-    ctx: Vec<f32>,
-    wide: Vec<f32>,
-    inter: Vec<f32>,
-    q: QuantizedRows,
-}
+pub type ModernBertWorkspace = blocks::RotaryWorkspace;
 
 impl ModernBert {
     /// Loads the backbone; tensors under `prefix` (`model.` in a classifier, none in a
@@ -334,16 +324,10 @@ impl ModernBert {
         let h = self.cfg.hidden;
         let t = batch.tokens();
         let d = h / self.cfg.heads;
-        ws.x.resize(t * h, 0.0);
-        for (r, &id) in batch.ids.iter().enumerate() {
-            ws.x[r * h..(r + 1) * h].copy_from_slice(&self.embeddings[id as usize * h..][..h]);
-        }
+        ws.embed(&batch.ids, &self.embeddings, h);
         let eps = self.cfg.eps;
         blocks::layer_norm_rows(&mut ws.x, h, &self.emb_norm.gamma, &self.emb_norm.beta, eps);
-        let longest = (0..batch.sequences())
-            .map(|s| batch.offsets[s + 1] - batch.offsets[s])
-            .max()
-            .unwrap_or(0);
+        let longest = blocks::longest(&batch.offsets);
         let global_rope = Rope::new(d, self.cfg.global_theta, longest);
         let local_rope = Rope::new(d, self.cfg.local_theta, longest);
         let heads = Heads {
@@ -357,11 +341,11 @@ impl ModernBert {
         };
         for (l, layer) in self.layers.iter().enumerate() {
             let global = self.cfg.global[l];
-            ws.y.clear();
-            ws.y.extend_from_slice(&ws.x);
-            if let Some(n) = &layer.attn_norm {
-                blocks::layer_norm_rows(&mut ws.y, h, &n.gamma, &n.beta, eps);
-            }
+            ws.normed_copy(|y| {
+                if let Some(n) = &layer.attn_norm {
+                    blocks::layer_norm_rows(y, h, &n.gamma, &n.beta, eps);
+                }
+            });
             ws.qkv.resize(t * 3 * h, 0.0);
             layer.wqkv.run(
                 &ws.y,
@@ -393,19 +377,10 @@ impl ModernBert {
             layer
                 .wo
                 .run(&ws.ctx, h, t, &mut ws.x, h, true, Epilogue::None, &mut ws.q);
-            ws.y.clear();
-            ws.y.extend_from_slice(&ws.x);
             let n = &layer.mlp_norm;
-            blocks::layer_norm_rows(&mut ws.y, h, &n.gamma, &n.beta, eps);
-            layer.mlp.run_residual(
-                &ws.y,
-                h,
-                t,
-                &mut ws.x,
-                &mut ws.wide,
-                &mut ws.inter,
-                &mut ws.q,
-            );
+            ws.mlp_residual(&layer.mlp, h, t, |y| {
+                blocks::layer_norm_rows(y, h, &n.gamma, &n.beta, eps)
+            });
         }
         let n = &self.final_norm;
         blocks::layer_norm_rows(&mut ws.x, h, &n.gamma, &n.beta, eps);

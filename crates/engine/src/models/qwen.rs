@@ -12,7 +12,6 @@ use super::encoder::{PackedBatch, Quantize};
 use super::linear::Linear;
 use crate::error::{EngineError, Result};
 use crate::kernels::gemm::Epilogue;
-use crate::kernels::qgemm::QuantizedRows;
 use crate::weights::Weights;
 use serde::Deserialize;
 
@@ -167,16 +166,7 @@ pub struct Qwen {
 }
 
 /// Activation buffers of one forward pass.
-#[derive(Default)]
-pub struct QwenWorkspace {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    qkv: Vec<f32>,
-    ctx: Vec<f32>,
-    wide: Vec<f32>,
-    inter: Vec<f32>,
-    q: QuantizedRows,
-}
+pub type QwenWorkspace = blocks::RotaryWorkspace;
 
 impl Qwen {
     /// Loads the decoder (tensors under `model.`) and its score head.
@@ -290,14 +280,8 @@ impl Qwen {
         let (h, d, t) = (c.hidden, c.d, batch.tokens());
         let (qw, kvw) = (c.heads * d, c.kv_heads * d);
         let ld = qw + 2 * kvw;
-        ws.x.resize(t * h, 0.0);
-        for (r, &id) in batch.ids.iter().enumerate() {
-            ws.x[r * h..(r + 1) * h].copy_from_slice(&self.embeddings[id as usize * h..][..h]);
-        }
-        let longest = (0..batch.sequences())
-            .map(|s| batch.offsets[s + 1] - batch.offsets[s])
-            .max()
-            .unwrap_or(0);
+        ws.embed(&batch.ids, &self.embeddings, h);
+        let longest = blocks::longest(&batch.offsets);
         let rope = Rope::new(d, c.theta, longest);
         let heads = Heads {
             q_heads: c.heads,
@@ -309,9 +293,7 @@ impl Qwen {
             v_col: qw + kvw,
         };
         for layer in &self.layers {
-            ws.y.clear();
-            ws.y.extend_from_slice(&ws.x);
-            blocks::rms_norm_rows(&mut ws.y, h, &layer.input_norm, c.eps);
+            ws.normed_copy(|y| blocks::rms_norm_rows(y, h, &layer.input_norm, c.eps));
             ws.qkv.resize(t * ld, 0.0);
             layer.qkv.run(
                 &ws.y,
@@ -355,18 +337,9 @@ impl Qwen {
                 Epilogue::None,
                 &mut ws.q,
             );
-            ws.y.clear();
-            ws.y.extend_from_slice(&ws.x);
-            blocks::rms_norm_rows(&mut ws.y, h, &layer.post_norm, c.eps);
-            layer.mlp.run_residual(
-                &ws.y,
-                h,
-                t,
-                &mut ws.x,
-                &mut ws.wide,
-                &mut ws.inter,
-                &mut ws.q,
-            );
+            ws.mlp_residual(&layer.mlp, h, t, |y| {
+                blocks::rms_norm_rows(y, h, &layer.post_norm, c.eps)
+            });
         }
         (0..batch.sequences())
             .map(|s| {
