@@ -312,18 +312,8 @@ impl Batcher {
                 retry_after: drain,
             });
         }
-        let limit = self.shared.limits.max_queue_ms;
-        if let Some(predicted) = q.seconds_for(backlog.saturating_add(tokens)) {
-            let predicted_ms = (predicted * 1e3) as u64;
-            // A request alone in the queue is always admitted: refusing it would refuse it
-            // forever; request_timeout_ms still bounds it.
-            if limit > 0 && predicted_ms > limit && backlog > 0 {
-                return Err(Refused::TooSlow {
-                    predicted_ms,
-                    max_queue_ms: limit,
-                    retry_after: drain,
-                });
-            }
+        if let Some(refused) = self.too_slow(&q, tokens) {
+            return Err(refused);
         }
         q.jobs.push_back(job);
         self.shared.publish(&q);
@@ -335,19 +325,24 @@ impl Batcher {
     /// Refuses at once, before any tokenisation, when the backlog alone already exceeds
     /// `max_queue_ms` (then any request would be refused by [`Batcher::submit`]).
     pub fn precheck(&self) -> Result<(), Refused> {
-        let limit = self.shared.limits.max_queue_ms;
-        let q = self.shared.lock();
-        let backlog = q.backlog_tokens();
-        match q.seconds_for(backlog) {
-            Some(s) if limit > 0 && backlog > 0 && s * 1e3 > limit as f64 => {
-                Err(Refused::TooSlow {
-                    predicted_ms: (s * 1e3) as u64,
-                    max_queue_ms: limit,
-                    retry_after: retry_after(s),
-                })
-            }
-            _ => Ok(()),
+        match self.too_slow(&self.shared.lock(), 0) {
+            Some(refused) => Err(refused),
+            None => Ok(()),
         }
+    }
+
+    /// The deadline rule: refused when (backlog + `tokens`) / throughput exceeds
+    /// `max_queue_ms`. A request alone in the queue is always admitted: refusing it would
+    /// refuse it forever; request_timeout_ms still bounds it.
+    fn too_slow(&self, q: &Queue, tokens: usize) -> Option<Refused> {
+        let limit = self.shared.limits.max_queue_ms;
+        let backlog = q.backlog_tokens();
+        let predicted_ms = (q.seconds_for(backlog.saturating_add(tokens))? * 1e3) as u64;
+        (limit > 0 && backlog > 0 && predicted_ms > limit).then(|| Refused::TooSlow {
+            predicted_ms,
+            max_queue_ms: limit,
+            retry_after: retry_after(q.seconds_for(backlog).unwrap_or(1.0)),
+        })
     }
 
     /// Requests waiting now.
