@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize, Template};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
+use crossrank_rank::long_docs::LongDocs;
 use crossrank_rank::{LocalReranker, Reranker};
 use std::path::PathBuf;
 
@@ -44,6 +45,28 @@ pub struct ModelArgs {
     /// ignored by the others. Default: the template's own.
     #[arg(long)]
     pub instruction: Option<String>,
+    /// Documents longer than the model's window: truncate them, chunk them (score windows of
+    /// the first --max-tokens-per-doc tokens, at most --max-chunks-per-doc, keep the best:
+    /// what the server's Cohere-style routes do), or reject them with an error.
+    #[arg(long, value_enum, default_value_t = LongDocsArg::Truncate)]
+    pub long_docs: LongDocsArg,
+    /// With --long-docs chunk: tokens of a document kept (Cohere's default).
+    #[arg(long, default_value_t = 4096)]
+    pub max_tokens_per_doc: usize,
+    /// With --long-docs chunk: most chunks scored per document.
+    #[arg(long, default_value_t = 10)]
+    pub max_chunks_per_doc: usize,
+}
+
+/// `--long-docs` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongDocsArg {
+    /// Truncate each pair to the window (the end of the document is dropped).
+    Truncate,
+    /// Score window-sized chunks, keep the best.
+    Chunk,
+    /// Fail on a document that does not fit.
+    Reject,
 }
 
 /// `--template` values.
@@ -120,8 +143,33 @@ impl ModelArgs {
             )?));
         }
         Ok(Box::new(
-            LocalReranker::new(self.load()?).with_instruction(self.instruction.clone()),
+            LocalReranker::new(self.load()?)
+                .with_instruction(self.instruction.clone())
+                .with_long_docs(self.long_docs()),
         ))
+    }
+
+    /// Refuses a `--long-docs` other than truncate for commands that score pairs as they are.
+    pub fn truncation_only(&self, command: &str) -> Result<()> {
+        if self.long_docs != LongDocsArg::Truncate {
+            anyhow::bail!(
+                "crossrank {command} scores each pair as CrossEncoder.predict does (truncated); \
+                 --long-docs applies to rerank, search, eval and calibrate"
+            );
+        }
+        Ok(())
+    }
+
+    /// The long-document policy these arguments name.
+    pub fn long_docs(&self) -> LongDocs {
+        match self.long_docs {
+            LongDocsArg::Truncate => LongDocs::default(),
+            LongDocsArg::Chunk => LongDocs::Chunk {
+                max_tokens: self.max_tokens_per_doc.max(1),
+                max_chunks: self.max_chunks_per_doc.max(1),
+            },
+            LongDocsArg::Reject => LongDocs::Reject,
+        }
     }
 
     /// Loads the model (a local one; hosted specs are refused here).

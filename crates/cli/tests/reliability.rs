@@ -117,7 +117,7 @@ const MAX_BODY: usize = 256 * 1024;
 
 fn limited_server(dir: &std::path::Path) -> Server {
     let n = |v: usize| v.to_string();
-    Server::start(&[
+    serve(&[
         "--collections",
         dir.to_str().unwrap(),
         "--max-documents",
@@ -549,7 +549,7 @@ fn every_limit_is_a_4xx_naming_the_limit_and_the_value() {
 
 #[test]
 fn wrong_methods_unknown_routes_and_bad_paths_answer_json_in_the_dialect() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let a = addr(&srv);
     let r = raw(&a, "GET", "/v1/rerank", b"", "").unwrap();
     assert_eq!(r.status, 405);
@@ -571,7 +571,7 @@ fn wrong_methods_unknown_routes_and_bad_paths_answer_json_in_the_dialect() {
 #[test]
 fn kill_9_during_concurrent_uploads_loses_no_acknowledged_document() {
     let dir = temp_dir("kill9-uploads");
-    let mut srv = Server::start(&["--collections", dir.to_str().unwrap()]);
+    let mut srv = serve(&["--collections", dir.to_str().unwrap()]);
     let url = srv.url.clone();
     let acked = Mutex::new(Vec::<(usize, usize)>::new());
     let in_flight = Mutex::new(Vec::<(usize, usize)>::new());
@@ -618,7 +618,7 @@ fn kill_9_during_concurrent_uploads_loses_no_acknowledged_document() {
         "only {} batches acknowledged",
         acked.len()
     );
-    let srv = Server::start(&["--collections", dir.to_str().unwrap()]);
+    let srv = serve(&["--collections", dir.to_str().unwrap()]);
     let found = |t: usize, b: usize, i: usize| -> bool {
         let (st, v, _) = srv.post(
             "/v1/collections/crash/search",
@@ -658,7 +658,7 @@ fn kill_9_during_concurrent_uploads_loses_no_acknowledged_document() {
 
 #[test]
 fn sigterm_under_load_answers_in_flight_refuses_new_and_exits_0() {
-    let mut srv = Server::start(&["--threads", "2", "--shutdown-grace-ms", "20000"]);
+    let mut srv = serve(&["--threads", "2", "--shutdown-grace-ms", "20000"]);
     let (q, docs) = w50();
     let body = json!({"query": q, "documents": docs, "return_documents": false});
     let url = srv.url.clone();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Passages of the first fixture query with their reference scores (PyTorch), fixture order.
 fn reference_group() -> (String, Vec<String>, Vec<f64>, Vec<f64>) {
-    let rows = fixture_rows(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
+    let rows = jsonl(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
     let q = rows[0]["query"].clone();
     let group: Vec<&Value> = rows.iter().filter(|r| r["query"] == q).collect();
     (
@@ -40,7 +40,7 @@ fn assert_ranked(items: &[Value], score_key: &str, want: &[f64]) {
 
 #[test]
 fn tei_rerank_matches_reference_and_options() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let (q, docs, scores, logits) = reference_group();
     let (st, v, _) = srv.post("/rerank", &json!({"query": q, "texts": docs}));
     assert_eq!(st, 200, "{v}");
@@ -106,7 +106,7 @@ fn tei_rerank_matches_reference_and_options() {
 
 #[test]
 fn v1_body_satisfies_cohere_jina_and_voyage() {
-    let srv = Server::start(&[
+    let srv = serve(&[
         "--model",
         &format!(
             "mini={}",
@@ -174,7 +174,7 @@ fn v1_body_satisfies_cohere_jina_and_voyage() {
 
 #[test]
 fn v2_rerank_and_long_documents_are_chunked() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let (q, docs, scores, _) = reference_group();
     let (st, v, _) = srv.post(
         "/v2/rerank",
@@ -232,6 +232,40 @@ fn v2_rerank_and_long_documents_are_chunked() {
     );
     assert_eq!(st, 400);
     assert!(v["detail"].as_str().unwrap().contains("document 0"), "{v}");
+
+    // The CLI applies the same policies through the same code (rank::long_docs): the same
+    // long document gets the same score from `crossrank rerank` as from the server's routes.
+    let dir = temp_dir("long-docs-cli");
+    let input = dir.join("docs.jsonl");
+    std::fs::write(&input, json!({ "text": long }).to_string() + "\n").unwrap();
+    let cli = |policy: &str| -> Cmd {
+        crossrank().args([
+            "rerank",
+            "-q",
+            q.as_str(),
+            "--input",
+            input.to_str().unwrap(),
+            "--json",
+            "--long-docs",
+            policy,
+        ])
+    };
+    let score = |v: Value| v["results"][0]["score"].as_f64().unwrap();
+    let cli_chunked = score(cli("chunk").json());
+    let cli_truncated = score(cli("truncate").json());
+    assert!(
+        (cli_chunked - chunked).abs() < 1e-5,
+        "cli chunk {cli_chunked} vs /v1/rerank {chunked}"
+    );
+    assert!(
+        (cli_truncated - truncated).abs() < 1e-5,
+        "cli truncate {cli_truncated} vs /rerank {truncated}"
+    );
+    let err = cli("reject").fails(1);
+    assert!(
+        err.contains("document 0 is") && err.contains("truncation is disabled"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -239,7 +273,7 @@ fn errors_have_status_and_dialect_shape() {
     let dir = temp_dir("srv-errors");
     let cfg = dir.join("server.toml");
     std::fs::write(&cfg, "max_body_bytes = 100000\n").unwrap();
-    let srv = Server::start(&[
+    let srv = serve(&[
         "--config",
         cfg.to_str().unwrap(),
         "--max-documents",
@@ -338,7 +372,7 @@ fn errors_have_status_and_dialect_shape() {
 
 #[test]
 fn auth_requires_bearer_key() {
-    let srv = Server::start(&["--api-key", "secret-1", "--api-key", "secret-2"]);
+    let srv = serve(&["--api-key", "secret-1", "--api-key", "secret-2"]);
     let body = json!({"query": "q", "documents": ["a"]});
     let c = Server::client();
     let r = c
@@ -393,7 +427,7 @@ fn auth_requires_bearer_key() {
 
 #[test]
 fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
-    let srv = Server::start(&["--max-queue", "1", "--threads", "1"]);
+    let srv = serve(&["--max-queue", "1", "--threads", "1"]);
     let (q, docs) = w50();
     let big: Vec<String> = docs.iter().cycle().take(400).cloned().collect();
     let body = json!({"query": q, "texts": big});
@@ -424,7 +458,7 @@ fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
         "{results:?}"
     );
 
-    let srv = Server::start(&["--request-timeout-ms", "1"]);
+    let srv = serve(&["--request-timeout-ms", "1"]);
     let (st, v, _) = srv.post("/v1/rerank", &json!({"query": q, "documents": docs}));
     assert_eq!(st, 503, "{v}");
     assert!(v["message"].as_str().unwrap().contains("1 ms"));
@@ -432,7 +466,7 @@ fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
 
 #[test]
 fn info_metrics_openapi_and_a_thousand_documents() {
-    let srv = Server::start(&[]);
+    let srv = serve(&[]);
     let (q, docs) = w50();
     let thousand: Vec<String> = docs.iter().cycle().take(1000).cloned().collect();
     let (st, v, _) = srv.post(
@@ -494,7 +528,7 @@ fn metric(text: &str, name: &str) -> f64 {
 fn concurrent_requests_are_batched_and_correct() {
     // Admission by deadline off: all 16 requests are queued and batched together, however
     // slow the machine (one W50 request takes 0.3-3 s on the boxes seen).
-    let srv = Server::start(&["--max-queue-ms", "0"]);
+    let srv = serve(&["--max-queue-ms", "0"]);
     let (q, docs) = w50();
     let want = score_with_cli(&q, &docs, &[]);
     let body = json!({"query": q, "documents": docs, "return_documents": false});
@@ -532,7 +566,7 @@ fn concurrent_requests_are_batched_and_correct() {
 #[test]
 fn sigterm_finishes_the_request_in_flight() {
     // A drain deadline far above what the request needs on a busy machine.
-    let mut srv = Server::start(&["--threads", "1", "--shutdown-grace-ms", "300000"]);
+    let mut srv = serve(&["--threads", "1", "--shutdown-grace-ms", "300000"]);
     let (q, docs) = w50();
     let body =
         json!({"query": q, "texts": docs.iter().cycle().take(300).cloned().collect::<Vec<_>>()});
@@ -570,8 +604,8 @@ fn sigterm_finishes_the_request_in_flight() {
 #[test]
 fn qwen3_reranker_is_served_on_every_route_with_and_without_instruction() {
     let dir = shared().join("fixtures/tiny-qwen3-reranker");
-    let srv = Server::start(&["-m", &format!("qwen3={}", dir.display())]);
-    let rows = fixture_rows(&dir.join("reference.jsonl"));
+    let srv = serve(&["-m", &format!("qwen3={}", dir.display())]);
+    let rows = jsonl(&dir.join("reference.jsonl"));
     let (_, info) = srv.get("/info");
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["models"][0]["template"], "qwen3-reranker", "{info}");

@@ -1,6 +1,7 @@
 //! crossrank's engine: exact cross-encoder inference on CPU.
 //!
-//! Loads Hugging Face cross-encoders (BERT and XLM-RoBERTa sequence classifiers) from
+//! Loads Hugging Face rerankers (BERT, XLM-RoBERTa and ModernBERT sequence classifiers, Qwen3 /
+//! Qwen2 decoder rerankers scored by answer tokens) from
 //! safetensors, tokenises pairs with the model's `tokenizer.json`, and runs them with packed
 //! tokens (no work on padding) on run-time-dispatched AVX-512 / AVX2 / portable kernels.
 //!
@@ -12,6 +13,8 @@
 //! # Ok::<(), crossrank_engine::EngineError>(())
 //! ```
 
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod bi_encoder;
 pub mod config;
 pub mod cross_encoder;
@@ -22,6 +25,7 @@ pub mod modules;
 pub mod resolve;
 pub mod templates;
 pub mod tokenize;
+pub mod vectors;
 pub mod weights;
 
 pub use bi_encoder::{BiEncoder, Pooling};

@@ -130,10 +130,7 @@ impl Weights {
         }
         let data = view.data();
         let out: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            Dtype::F32 => crate::vectors::f32s_from_le(data),
             Dtype::F16 => data
                 .chunks_exact(2)
                 .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())

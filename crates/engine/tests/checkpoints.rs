@@ -1,23 +1,11 @@
 //! The same checkpoint stored as f16, f32, bf16 or in shards loads to the same model.
 
 use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
+use crossrank_testkit::{shared, temp_dir};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-fn shared() -> PathBuf {
-    std::env::var_os("CROSSRANK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crossrank-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::path::Path;
 
 /// All tensors of a safetensors file as (name, f32 values, shape).
 fn read_f32(path: &Path) -> Vec<(String, Vec<f32>, Vec<usize>)> {

@@ -2,22 +2,9 @@
 //! fp32 CPU), using the fixtures in ../shared/fixtures. Never compares with our own output.
 
 use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
+use crossrank_testkit::{jsonl as rows, shared};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-fn shared() -> PathBuf {
-    if let Some(p) = std::env::var_os("CROSSRANK_SHARED") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
-fn rows(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use std::path::Path;
 
 fn pairs(rows: &[Value]) -> Vec<(String, String)> {
     rows.iter()

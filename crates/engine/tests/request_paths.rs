@@ -3,22 +3,10 @@
 //! yields no tokens for an empty text.
 
 use crossrank_engine::{BiEncoder, CrossEncoder, CrossEncoderOptions};
+use crossrank_testkit::{shared, temp_dir};
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
-use std::path::{Path, PathBuf};
-
-fn shared() -> PathBuf {
-    std::env::var_os("CROSSRANK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crossrank-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::path::PathBuf;
 
 /// tiny-bert-1label with `type_vocab_size: 1` and only row 0 of the token-type table.
 fn one_type_copy() -> PathBuf {

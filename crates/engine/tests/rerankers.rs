@@ -5,22 +5,16 @@
 //! must be identical; logits within 1e-4; the score from the model's own activation.
 
 use crossrank_engine::{CrossEncoder, CrossEncoderOptions, Quantize, Template};
+use crossrank_testkit::{jsonl, shared};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    std::env::var_os("CROSSRANK_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("fixtures")
+    shared().join("fixtures")
 }
 
 fn rows(name: &str) -> Vec<Value> {
-    std::fs::read_to_string(fixtures().join(name).join("reference.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    jsonl(&fixtures().join(name).join("reference.jsonl"))
 }
 
 fn load(name: &str, quantize: Quantize) -> CrossEncoder {

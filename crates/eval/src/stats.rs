@@ -1,4 +1,42 @@
-//! Paired significance tests on per-query metric values.
+//! Paired significance tests on per-query metric values, percentiles of timing samples and
+//! the one small deterministic PRNG the workspace uses for seeded tests and workloads.
+
+/// Marsaglia's xorshift64: deterministic, seedable, not cryptographic.
+#[derive(Debug, Clone)]
+pub struct XorShift64(u64);
+
+impl XorShift64 {
+    /// A generator from `seed` (any value; zero is mapped to a valid state).
+    pub fn new(seed: u64) -> Self {
+        XorShift64(seed | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The `p`-quantile (`p` in [0, 1]) of `samples`, interpolated linearly between the closest
+/// ranks (numpy's default, so `percentile(x, 0.5)` is the median); NaN without samples.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let pos = p.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
 
 /// Two-sided paired randomisation (sign-flip) test of mean(b - a) with `iterations` random
 /// relabellings from a fixed seed; returns the p-value.
@@ -8,20 +46,14 @@ pub fn randomization_test(a: &[f64], b: &[f64], iterations: usize, seed: u64) ->
         return 1.0;
     }
     let observed = d.iter().sum::<f64>().abs();
-    let mut state = seed | 1;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = XorShift64::new(seed);
     let mut extreme = 0usize;
     for _ in 0..iterations {
         let mut s = 0.0;
         let mut bits = 0u64;
         for (i, v) in d.iter().enumerate() {
             if i % 64 == 0 {
-                bits = next();
+                bits = rng.next_u64();
             }
             s += if bits >> (i % 64) & 1 == 1 { *v } else { -*v };
         }
@@ -50,6 +82,25 @@ pub fn wins_ties_losses(a: &[f64], b: &[f64], eps: f64) -> (usize, usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        let x = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(percentile(&x, 0.5), 2.5);
+        assert_eq!(percentile(&x, 0.0), 1.0);
+        assert_eq!(percentile(&x, 1.0), 4.0);
+        assert!((percentile(&x, 0.95) - 3.85).abs() < 1e-12);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn xorshift_is_the_published_sequence() {
+        // Marsaglia (2003), xorshift64 with shifts 13, 7, 17 from state 1.
+        let mut r = XorShift64::new(1);
+        assert_eq!(r.next_u64(), 1082269761);
+        let f = r.next_f64();
+        assert!((0.0..1.0).contains(&f));
+    }
 
     #[test]
     fn randomization_separates_shift_from_noise() {

@@ -6,6 +6,7 @@ pub mod hosted;
 pub mod long_docs;
 
 use crossrank_engine::{CrossEncoder, EngineError};
+use long_docs::LongDocs;
 
 /// Errors of a reranker.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,22 @@ pub enum RankError {
     /// The local engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A document does not fit the model and the policy refuses to truncate it.
+    #[error("document {index} is {tokens} tokens together with the query; the model takes {max} and truncation is disabled")]
+    TooLong {
+        /// Input position of the document.
+        index: usize,
+        /// Its tokens with the query and special tokens.
+        tokens: usize,
+        /// The model's window.
+        max: usize,
+    },
+    /// The request cannot be served as asked (a policy the provider cannot apply, ...).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A bug: an invariant of this crate did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A hosted provider failed (after retries, where retrying made sense).
     #[error("{provider}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Provider {
@@ -46,6 +63,15 @@ pub struct Ranked {
     pub logit: f32,
 }
 
+/// Per-request options of [`Reranker::score_with`]; `None` keeps the reranker's own setting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScoreOptions {
+    /// How documents longer than the model's window are handled.
+    pub long_docs: Option<LongDocs>,
+    /// Instruction for models whose prompt template takes one (ignored by the others).
+    pub instruction: Option<String>,
+}
+
 /// Anything that scores documents against a query.
 pub trait Reranker: Send + Sync {
     /// A name for reports (model directory or provider spec).
@@ -54,8 +80,18 @@ pub trait Reranker: Send + Sync {
     fn score_kind(&self) -> ScoreKind {
         ScoreKind::Probability
     }
-    /// Scores every document, in input order.
-    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError>;
+    /// Scores every document, in input order, with per-request options.
+    fn score_with(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Ranked>, RankError>;
+
+    /// Scores every document, in input order, with the reranker's own defaults.
+    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError> {
+        self.score_with(query, documents, &ScoreOptions::default())
+    }
 
     /// Scores and sorts by score, descending (ties keep input order), keeping `top_n`.
     fn rerank(
@@ -87,15 +123,22 @@ pub fn sort_ranked(ranked: &mut [Ranked]) {
 pub struct LocalReranker {
     model: CrossEncoder,
     instruction: Option<String>,
+    long_docs: LongDocs,
 }
 
 impl LocalReranker {
-    /// Wraps a loaded model.
+    /// Wraps a loaded model (long documents truncated on the right).
     pub fn new(model: CrossEncoder) -> Self {
         LocalReranker {
             model,
             instruction: None,
+            long_docs: LongDocs::default(),
         }
+    }
+    /// Handles long documents this way unless a request says otherwise.
+    pub fn with_long_docs(mut self, long_docs: LongDocs) -> Self {
+        self.long_docs = long_docs;
+        self
     }
     /// Scores with this instruction (for models whose template takes one).
     pub fn with_instruction(mut self, instruction: Option<String>) -> Self {
@@ -113,26 +156,17 @@ impl Reranker for LocalReranker {
         self.model.dir().display().to_string()
     }
 
-    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError> {
-        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, *d)).collect();
-        let preds = self
-            .model
-            .predict_with(&pairs, self.instruction.as_deref())?;
-        Ok(preds
-            .into_iter()
-            .enumerate()
-            .map(|(index, p)| {
-                let logit = match p.logits.as_slice() {
-                    [a, b] => b - a,
-                    l => l.last().copied().unwrap_or(f32::NAN),
-                };
-                Ranked {
-                    index,
-                    score: p.score,
-                    logit,
-                }
-            })
-            .collect())
+    fn score_with(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Ranked>, RankError> {
+        let instruction = opts.instruction.as_deref().or(self.instruction.as_deref());
+        let policy = opts.long_docs.unwrap_or(self.long_docs);
+        let prepared = long_docs::prepare(&self.model, query, documents, instruction, policy)?;
+        let predictions = self.model.predict_encoded(&prepared.pairs)?;
+        prepared.owners.fold(&predictions)
     }
 }
 

@@ -1,11 +1,194 @@
-//! Splitting a long document into window-sized chunks by token offsets (Cohere's way: keep the
-//! first `max_tokens` tokens, cut them into windows, score each window, keep the best).
+//! The long-document policy every caller shares (the CLI, the server's dialects, the search
+//! pipeline): [`LongDocs`] says whether a document longer than the model's window is truncated,
+//! refused or split into chunks; [`prepare`] turns a query and documents into the model's pairs
+//! under that policy and [`fold`] turns the pairs' predictions back into one [`Ranked`] per
+//! document (a chunked document keeps its best chunk).
 //!
-//! Pure functions over the tokenizer's byte offsets, so they can be checked for every input:
-//! every span returned lies inside the text on `char` boundaries, whatever offsets the
-//! tokenizer produced (normalisers can map offsets inside a multi-byte character).
+//! Chunking is Cohere's way: keep the first `max_tokens` tokens, cut them into windows, score
+//! each window, keep the best. [`chunk_spans`] is a pure function over the tokenizer's byte
+//! offsets, so it can be checked for every input: every span returned lies inside the text on
+//! `char` boundaries, whatever offsets the tokenizer produced (normalisers can map offsets
+//! inside a multi-byte character).
 
+use crate::{RankError, Ranked};
+use crossrank_engine::{CrossEncoder, Direction, Encoded, Prediction, Template};
 use std::ops::Range;
+
+/// How documents longer than the model's window are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongDocs {
+    /// Truncate each pair to the window (the CLI's default; TEI `truncate: true`). A prompt
+    /// template truncates its own way (the document's end), whatever the direction.
+    Truncate(Direction),
+    /// Refuse a pair that does not fit (TEI `truncate: false`, Voyage `truncation: false`).
+    Reject,
+    /// Cut each document to `max_tokens` tokens, split it into window-sized chunks (at most
+    /// `max_chunks`), score each chunk, keep the best (Cohere's way).
+    Chunk {
+        /// Tokens kept of a document.
+        max_tokens: usize,
+        /// Chunks scored per document.
+        max_chunks: usize,
+    },
+}
+
+impl Default for LongDocs {
+    fn default() -> Self {
+        LongDocs::Truncate(Direction::Right)
+    }
+}
+
+/// A request's pairs, ready for the model, and the document each pair belongs to.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The tokenised pairs.
+    pub pairs: Vec<Encoded>,
+    /// Which document each pair belongs to.
+    pub owners: Owners,
+}
+
+/// Which document each pair of a [`Prepared`] request belongs to; folds the pairs'
+/// predictions back into one score per document.
+#[derive(Debug, Clone)]
+pub struct Owners {
+    of_pair: Vec<usize>,
+    documents: usize,
+}
+
+impl Owners {
+    fn one_each(documents: usize) -> Owners {
+        Owners {
+            of_pair: (0..documents).collect(),
+            documents,
+        }
+    }
+
+    /// One [`Ranked`] per document, in input order, from the predictions of its pairs (in
+    /// pair order); a document with several chunks keeps its best-scoring chunk.
+    pub fn fold(&self, predictions: &[Prediction]) -> Result<Vec<Ranked>, RankError> {
+        if predictions.len() != self.of_pair.len() {
+            return Err(RankError::Internal(format!(
+                "{} predictions for {} pairs",
+                predictions.len(),
+                self.of_pair.len()
+            )));
+        }
+        let mut best: Vec<Option<Ranked>> = vec![None; self.documents];
+        for (p, &index) in predictions.iter().zip(&self.of_pair) {
+            let r = Ranked {
+                index,
+                score: p.score,
+                logit: logit(p),
+            };
+            match &best[index] {
+                Some(b) if b.score >= r.score => {}
+                _ => best[index] = Some(r),
+            }
+        }
+        best.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                r.ok_or_else(|| RankError::Internal(format!("document {i} was not scored")))
+            })
+            .collect()
+    }
+}
+
+impl Prepared {
+    /// Tokens put through the model (all pairs, special tokens included).
+    pub fn tokens(&self) -> usize {
+        self.pairs.iter().map(|p| p.ids.len()).sum()
+    }
+}
+
+/// Tokenises `query` against each of `documents` under `policy`.
+///
+/// Errors: [`RankError::TooLong`] when `policy` is [`LongDocs::Reject`] and a pair does not fit,
+/// [`RankError::Engine`] when tokenisation fails.
+pub fn prepare<D: AsRef<str>>(
+    model: &CrossEncoder,
+    query: &str,
+    documents: &[D],
+    instruction: Option<&str>,
+    policy: LongDocs,
+) -> Result<Prepared, RankError> {
+    let max_len = model.max_length();
+    let whole = |model: &CrossEncoder| -> Result<Prepared, RankError> {
+        let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, d.as_ref())).collect();
+        Ok(Prepared {
+            pairs: model.tokenize_with(&pairs, instruction)?,
+            owners: Owners::one_each(documents.len()),
+        })
+    };
+    match policy {
+        // A prompt template truncates its own way (the document's end).
+        LongDocs::Truncate(Direction::Left) if model.template() == Template::None => {
+            let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, d.as_ref())).collect();
+            Ok(Prepared {
+                pairs: model
+                    .tokenizer()
+                    .encode_pairs_from(&pairs, Direction::Left)?,
+                owners: Owners::one_each(documents.len()),
+            })
+        }
+        LongDocs::Truncate(_) => whole(model),
+        LongDocs::Reject => {
+            for (index, d) in documents.iter().enumerate() {
+                let tokens = model.untruncated_len(query, d.as_ref(), instruction)?;
+                if tokens > max_len {
+                    return Err(RankError::TooLong {
+                        index,
+                        tokens,
+                        max: max_len,
+                    });
+                }
+            }
+            whole(model)
+        }
+        LongDocs::Chunk {
+            max_tokens,
+            max_chunks,
+        } => {
+            let tok = model.tokenizer();
+            // What a pair costs besides the document: special tokens and the query, or a
+            // prompt template's whole frame (instruction and query included).
+            let overhead = if model.template() == Template::None {
+                tok.token_offsets(query)?.len() + tok.pair_special_tokens()
+            } else {
+                model.untruncated_len(query, "", instruction)?
+            };
+            // Room for the document; a very long query leaves half the window.
+            let window = max_len.saturating_sub(overhead).max(max_len / 2).max(1);
+            let mut texts: Vec<&str> = Vec::new();
+            let mut owners = Vec::new();
+            for (i, d) in documents.iter().enumerate() {
+                let d = d.as_ref();
+                let offsets = tok.token_offsets(d)?;
+                for span in chunk_spans(d, &offsets, window, max_tokens, max_chunks) {
+                    texts.push(d.get(span).unwrap_or(d));
+                    owners.push(i);
+                }
+            }
+            let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (query, *t)).collect();
+            Ok(Prepared {
+                pairs: model.tokenize_with(&pairs, instruction)?,
+                owners: Owners {
+                    of_pair: owners,
+                    documents: documents.len(),
+                },
+            })
+        }
+    }
+}
+
+/// The raw score of a prediction: the logit for one label, `logit[1] - logit[0]` for two (the
+/// first logit for more).
+pub fn logit(p: &Prediction) -> f32 {
+    match p.logits.as_slice() {
+        [a, b] => b - a,
+        l => l.first().copied().unwrap_or(f32::NAN),
+    }
+}
 
 /// The largest index `<= i` that is a char boundary of `s` (and `<= s.len()`).
 pub fn floor_boundary(s: &str, i: usize) -> usize {
@@ -72,6 +255,38 @@ pub fn chunk_spans(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn pred(logits: &[f32], score: f32) -> Prediction {
+        Prediction {
+            logits: logits.to_vec(),
+            score,
+        }
+    }
+
+    #[test]
+    fn fold_keeps_each_documents_best_chunk_and_checks_counts() {
+        let owners = Owners {
+            of_pair: vec![0, 0, 1, 0, 2],
+            documents: 3,
+        };
+        let p = [
+            pred(&[0.1], 0.52),
+            pred(&[2.0], 0.88),
+            pred(&[-1.0, 1.0], 0.88),
+            pred(&[0.5], 0.62),
+            pred(&[-3.0], 0.05),
+        ];
+        let r = owners.fold(&p).unwrap();
+        let got: Vec<(usize, f32, f32)> = r.iter().map(|r| (r.index, r.score, r.logit)).collect();
+        assert_eq!(got, vec![(0, 0.88, 2.0), (1, 0.88, 2.0), (2, 0.05, -3.0)]);
+        assert!(matches!(owners.fold(&p[..4]), Err(RankError::Internal(_))));
+        let gap = Owners {
+            of_pair: vec![0, 0],
+            documents: 2,
+        };
+        let e = gap.fold(&p[..2]).unwrap_err().to_string();
+        assert!(e.contains("document 1 was not scored"), "{e}");
+    }
 
     #[test]
     fn offsets_inside_a_character_are_moved_to_its_boundaries() {

@@ -2,7 +2,8 @@
 //! timeouts, malformed and short answers, splitting and merging.
 
 use crossrank_rank::hosted::{HostedOptions, HostedReranker};
-use crossrank_rank::{RankError, Reranker};
+use crossrank_rank::long_docs::LongDocs;
+use crossrank_rank::{RankError, Reranker, ScoreOptions};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -113,11 +114,11 @@ impl Fault {
 }
 
 fn cohere(f: &Fault, opts: HostedOptions) -> HostedReranker {
-    std::env::set_var("COHERE_API_KEY", "test-key");
     HostedReranker::from_spec(
         "cohere:rerank-v3.5",
         HostedOptions {
             base_url: Some(f.url.clone()),
+            api_key: Some("test-key".into()),
             ..opts
         },
     )
@@ -211,6 +212,21 @@ fn persistent_failure_gives_a_clear_error() {
         !msg.contains("test-key"),
         "the key leaked into an error: {msg}"
     );
+}
+
+#[test]
+fn a_refusal_policy_cohere_cannot_apply_is_refused_before_any_call() {
+    let f = Fault::start(|_, req| cohere_ok(req));
+    let opts = ScoreOptions {
+        long_docs: Some(LongDocs::Reject),
+        ..Default::default()
+    };
+    let e = cohere(&f, fast())
+        .score_with("q", &refs(&docs(2)), &opts)
+        .unwrap_err();
+    assert!(matches!(e, RankError::Unsupported(_)), "{e}");
+    assert!(e.to_string().contains("truncation: false"), "{e}");
+    assert_eq!(f.calls(), 0);
 }
 
 #[test]
@@ -317,7 +333,6 @@ fn large_requests_are_split_and_merged_in_order() {
 
 #[test]
 fn voyage_jina_and_tei_wire_formats() {
-    std::env::set_var("VOYAGE_API_KEY", "vk");
     let f = Fault::start(|_, req| {
         let n = req["documents"].as_array().unwrap().len();
         reply(
@@ -329,14 +344,22 @@ fn voyage_jina_and_tei_wire_formats() {
         "voyage:rerank-2.5",
         HostedOptions {
             base_url: Some(f.url.clone()),
+            api_key: Some("vk".into()),
             ..fast()
         },
     )
     .unwrap();
     assert_eq!(v.score("q", &["a", "b"]).unwrap().len(), 2);
+    // A refusal policy travels as Voyage's own switch.
+    let reject = ScoreOptions {
+        long_docs: Some(LongDocs::Reject),
+        ..Default::default()
+    };
+    assert_eq!(v.score_with("q", &["a"], &reject).unwrap().len(), 1);
     let seen = f.seen.lock().unwrap();
     assert_eq!(seen[0].0["top_k"], 2);
     assert_eq!(seen[0].0["truncation"], true);
+    assert_eq!(seen[1].0["truncation"], false);
     drop(seen);
 
     let e = HostedReranker::from_spec(

@@ -383,7 +383,7 @@ impl DenseIndex {
                 let _ = std::fs::remove_file(&vec_path);
             }
             None => {
-                let bytes: Vec<u8> = self.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let bytes = crossrank_engine::vectors::f32s_to_le(&self.data);
                 write_synced(&vec_path, &[&bytes])?;
                 let _ = std::fs::remove_file(&graph_path);
             }
@@ -462,10 +462,7 @@ impl DenseIndex {
             {
                 return Ok(None);
             }
-            index.data = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            index.data = crossrank_engine::vectors::f32s_from_le(&bytes);
             if index.cfg.kind == AnnKind::Int8Scan && index.len() >= index.cfg.min_vectors {
                 index.build_scan();
             }

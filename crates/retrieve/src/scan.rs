@@ -5,8 +5,7 @@
 //! in the data: the choice for vectors without neighbourhoods (or when every query must find
 //! the exact top k).
 
-use crossrank_engine::kernels::gemm::Epilogue;
-use crossrank_engine::kernels::qgemm::{QGemm, QuantizedMatrix, QuantizedRows};
+use crossrank_engine::vectors::Int8Rows;
 use rayon::prelude::*;
 
 /// Rows per quantized shard (the unit of parallelism and of catching up with appends).
@@ -15,7 +14,7 @@ pub const SHARD: usize = 32_768;
 /// Quantized shards covering rows `0..covered` of a row-major f32 matrix.
 #[derive(Default)]
 pub struct Int8Scan {
-    shards: Vec<(usize, QuantizedMatrix)>,
+    shards: Vec<(usize, Int8Rows)>,
     covered: usize,
 }
 
@@ -29,15 +28,11 @@ impl Int8Scan {
             starts.push(s);
             s = (s + SHARD).min(rows);
         }
-        let new: Vec<(usize, QuantizedMatrix)> = starts
+        let new: Vec<(usize, Int8Rows)> = starts
             .par_iter()
             .map(|&start| {
                 let n = SHARD.min(rows - start);
-                let m = QuantizedMatrix::from_linear_weight(
-                    &data[start * dim..(start + n) * dim],
-                    n,
-                    dim,
-                );
+                let m = Int8Rows::quantize(&data[start * dim..(start + n) * dim], n, dim);
                 (start, m)
             })
             .collect();
@@ -57,23 +52,12 @@ impl Int8Scan {
         depth: usize,
         live: impl Fn(usize) -> bool + Sync,
     ) -> Vec<(usize, f32)> {
-        let mut rows = QuantizedRows::default();
-        rows.quantize(q, q.len(), 1, q.len(), false);
         let mut best: Vec<(usize, f32)> = self
             .shards
             .par_iter()
             .flat_map_iter(|(start, m)| {
-                let mut c = vec![0f32; m.n()];
-                QGemm {
-                    a: &rows,
-                    m: 1,
-                    b: m,
-                    bias: None,
-                    accumulate: false,
-                    epilogue: Epilogue::None,
-                }
-                .run(&mut c, m.n(), false);
-                let mut scored: Vec<(usize, f32)> = c
+                let mut scored: Vec<(usize, f32)> = m
+                    .inner_products(q)
                     .into_iter()
                     .enumerate()
                     .map(|(i, s)| (start + i, s))

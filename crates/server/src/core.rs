@@ -4,29 +4,12 @@
 use crate::batcher::{Failure, Refused};
 use crate::errors::ApiError;
 use crate::state::{AppState, Backend, ModelHandle};
-use crossrank_engine::{CrossEncoder, Direction, Encoded, Template};
 use crossrank_rank::hosted::HostedReranker;
-use crossrank_rank::long_docs::chunk_spans;
-use crossrank_rank::Reranker;
+use crossrank_rank::long_docs::prepare;
+pub use crossrank_rank::long_docs::LongDocs;
+use crossrank_rank::{RankError, Ranked, Reranker, ScoreOptions};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How documents longer than the model's window are handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LongDocs {
-    /// Truncate each pair to the window (TEI, `truncate: true`).
-    Truncate(Direction),
-    /// Refuse a pair that does not fit (TEI `truncate: false`, Voyage `truncation: false`).
-    Reject,
-    /// Cohere's way: cut each document to `max_tokens` tokens, split it into window-sized
-    /// chunks (at most `max_chunks`), score each chunk, keep the best.
-    Chunk {
-        /// Tokens kept of a document.
-        max_tokens: usize,
-        /// Chunks scored per document.
-        max_chunks: usize,
-    },
-}
 
 /// A rerank request in dialect-neutral form.
 pub struct RerankJob {
@@ -42,28 +25,12 @@ pub struct RerankJob {
     pub instruction: Option<String>,
 }
 
-/// Score of one document.
-#[derive(Debug, Clone, Copy)]
-pub struct DocScore {
-    /// Input position.
-    pub index: usize,
-    /// Probability (sigmoid / softmax[1]).
-    pub score: f32,
-    /// Raw logit (for 2 labels: logit[1] - logit[0]).
-    pub logit: f32,
-}
-
-/// Sorts by score, best first; ties keep input order (every dialect answers in this order).
-pub fn best_first(scores: &mut [DocScore]) {
-    scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-}
-
 /// Scores in input order plus accounting.
 pub struct RerankOutcome {
     /// Name of the model used.
     pub model: String,
-    /// One per document, input order.
-    pub scores: Vec<DocScore>,
+    /// One per document, input order (sort with [`crossrank_rank::sort_ranked`]).
+    pub scores: Vec<Ranked>,
     /// Tokens scored (all chunks, special tokens included).
     pub tokens: usize,
 }
@@ -124,20 +91,28 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
     // Refuse before tokenising when the backlog alone is already past the deadline.
     local.batcher.precheck().map_err(&refusal)?;
     let model = local.model.clone();
-    let n_docs = job.documents.len();
-    let (pairs, owners) = tokio::task::spawn_blocking(move || tokenize(&model, &job))
-        .await
-        .map_err(|e| ApiError::internal(format!("tokenisation task failed: {e}")))??;
-    let tokens: usize = pairs.iter().map(|p| p.ids.len()).sum();
+    let prepared = tokio::task::spawn_blocking(move || {
+        prepare(
+            &model,
+            &job.query,
+            &job.documents,
+            job.instruction.as_deref(),
+            job.long_docs,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenisation task failed: {e}")))?
+    .map_err(request_error)?;
+    let tokens = prepared.tokens();
     let max_tokens = state.config.max_request_tokens;
     if tokens > max_tokens {
         return Err(ApiError::too_large(format!(
             "the request puts {tokens} tokens through the engine ({} pairs after chunking); \
              the limit (max_request_tokens) is {max_tokens}",
-            pairs.len()
+            prepared.pairs.len()
         )));
     }
-    let ticket = local.batcher.submit(pairs).map_err(&refusal)?;
+    let ticket = local.batcher.submit(prepared.pairs).map_err(&refusal)?;
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let preds = match tokio::time::timeout(timeout, ticket.wait()).await {
         Ok(Some(Ok(p))) => p,
@@ -158,27 +133,10 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
             )))
         }
     };
-    let mut scores: Vec<Option<DocScore>> = vec![None; n_docs];
-    for (p, &doc) in preds.iter().zip(&owners) {
-        let logit = match p.logits.as_slice() {
-            [a, b] => b - a,
-            l => l.first().copied().unwrap_or(f32::NAN),
-        };
-        let s = DocScore {
-            index: doc,
-            score: p.score,
-            logit,
-        };
-        match &scores[doc] {
-            Some(best) if best.score >= s.score => {}
-            _ => scores[doc] = Some(s),
-        }
-    }
-    let scores = scores
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| s.ok_or_else(|| ApiError::internal(format!("document {i} was not scored"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let scores = prepared
+        .owners
+        .fold(&preds)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(RerankOutcome {
         model: handle.name.clone(),
         scores,
@@ -186,85 +144,21 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
     })
 }
 
-/// Tokenises the request's pairs; returns them with the document each belongs to.
-fn tokenize(model: &CrossEncoder, job: &RerankJob) -> Result<(Vec<Encoded>, Vec<usize>), ApiError> {
-    let tok = model.tokenizer();
-    let max_len = model.max_length();
-    let engine_err = |e: crossrank_engine::EngineError| {
-        ApiError::unprocessable(format!("tokenisation failed: {e}"))
-    };
-    let query = job.query.as_str();
-    let instruction = job.instruction.as_deref();
-    match job.long_docs {
-        LongDocs::Truncate(direction) => {
-            let pairs: Vec<(&str, &str)> =
-                job.documents.iter().map(|d| (query, d.as_str())).collect();
-            // A prompt template truncates its own way (the document's end), whatever the
-            // requested direction.
-            let enc = if model.template() == Template::None {
-                model.tokenizer().encode_pairs_from(&pairs, direction)
-            } else {
-                model.tokenize_with(&pairs, instruction)
-            }
-            .map_err(engine_err)?;
-            Ok((enc, (0..job.documents.len()).collect()))
-        }
-        LongDocs::Reject => {
-            for (i, d) in job.documents.iter().enumerate() {
-                let n = model
-                    .untruncated_len(query, d, instruction)
-                    .map_err(engine_err)?;
-                if n > max_len {
-                    return Err(ApiError::bad_request(format!(
-                        "document {i} is {n} tokens together with the query; the model takes {max_len} and truncation is disabled"
-                    )));
-                }
-            }
-            let pairs: Vec<(&str, &str)> =
-                job.documents.iter().map(|d| (query, d.as_str())).collect();
-            Ok((
-                model
-                    .tokenize_with(&pairs, instruction)
-                    .map_err(engine_err)?,
-                (0..job.documents.len()).collect(),
-            ))
-        }
-        LongDocs::Chunk {
-            max_tokens,
-            max_chunks,
-        } => {
-            // What a pair costs besides the document: special tokens and the query, or a
-            // prompt template's whole frame (instruction and query included).
-            let overhead = if model.template() == Template::None {
-                tok.token_offsets(query).map_err(engine_err)?.len() + tok.pair_special_tokens()
-            } else {
-                model
-                    .untruncated_len(query, "", instruction)
-                    .map_err(engine_err)?
-            };
-            // Room for the document; a very long query leaves half the window.
-            let window = max_len.saturating_sub(overhead).max(max_len / 2).max(1);
-            let mut texts: Vec<&str> = Vec::new();
-            let mut owners = Vec::new();
-            for (i, d) in job.documents.iter().enumerate() {
-                let offsets = tok.token_offsets(d).map_err(engine_err)?;
-                for span in chunk_spans(d, &offsets, window, max_tokens, max_chunks) {
-                    texts.push(d.get(span).unwrap_or(d));
-                    owners.push(i);
-                }
-            }
-            let pairs: Vec<(&str, &str)> = texts.iter().map(|t| (query, *t)).collect();
-            Ok((
-                model
-                    .tokenize_with(&pairs, instruction)
-                    .map_err(engine_err)?,
-                owners,
-            ))
+/// A request error of the long-document policy or the tokenizer, as the status it deserves.
+fn request_error(e: RankError) -> ApiError {
+    match e {
+        RankError::TooLong { .. } => ApiError::bad_request(e.to_string()),
+        RankError::Unsupported(m) => ApiError::unprocessable(m),
+        RankError::Engine(e) => ApiError::unprocessable(format!("tokenisation failed: {e}")),
+        RankError::Internal(m) => ApiError::internal(m),
+        RankError::Provider { .. } => {
+            ApiError::unavailable(format!("upstream reranker failed: {e}"))
         }
     }
 }
 
-/// A hosted model: the provider handles long documents; its errors become 503.
+/// A hosted model: the provider handles long documents (a refusal policy is passed on or
+/// refused, see `HostedReranker`); its failures become 503.
 async fn hosted(
     state: &Arc<AppState>,
     handle: &ModelHandle,
@@ -279,15 +173,15 @@ async fn hosted(
         .sum();
     let task = tokio::task::spawn_blocking(move || {
         let docs: Vec<&str> = job.documents.iter().map(String::as_str).collect();
-        reranker.score(&job.query, &docs)
+        let opts = ScoreOptions {
+            long_docs: Some(job.long_docs),
+            instruction: job.instruction.clone(),
+        };
+        reranker.score_with(&job.query, &docs, &opts)
     });
-    let ranked = match tokio::time::timeout(timeout, task).await {
+    let scores = match tokio::time::timeout(timeout, task).await {
         Ok(Ok(Ok(r))) => r,
-        Ok(Ok(Err(e))) => {
-            return Err(ApiError::unavailable(format!(
-                "upstream reranker failed: {e}"
-            )))
-        }
+        Ok(Ok(Err(e))) => return Err(request_error(e)),
         Ok(Err(e)) => return Err(ApiError::internal(format!("upstream task failed: {e}"))),
         Err(_) => {
             return Err(ApiError::unavailable(format!(
@@ -296,14 +190,6 @@ async fn hosted(
             )))
         }
     };
-    let scores = ranked
-        .into_iter()
-        .map(|r| DocScore {
-            index: r.index,
-            score: r.score,
-            logit: r.logit,
-        })
-        .collect();
     Ok(RerankOutcome {
         model: handle.name.clone(),
         scores,

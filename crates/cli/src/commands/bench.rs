@@ -4,6 +4,7 @@ use crate::input::read_pairs;
 use crate::model_spec::{ModelArgs, QuantizeArg};
 use anyhow::{bail, Result};
 use crossrank_engine::kernels::peak;
+use crossrank_eval::stats::percentile;
 use std::time::Instant;
 
 /// Arguments of `bench`.
@@ -43,6 +44,7 @@ fn cpu_clock_ghz() -> Option<f64> {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    args.model.truncation_only("bench")?;
     let (name, pairs) = read_pairs(&args.workload)?;
     if pairs.is_empty() || args.repeat == 0 {
         bail!("{name}: nothing to time (empty workload or --repeat 0)");
@@ -65,13 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         std::hint::black_box(model.predict(&pairs)?);
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    ms.sort_by(f64::total_cmp);
-    let median = if ms.len() % 2 == 1 {
-        ms[ms.len() / 2]
-    } else {
-        (ms[ms.len() / 2 - 1] + ms[ms.len() / 2]) / 2.0
-    };
-    let p95 = ms[((0.95 * (ms.len() - 1) as f64).round() as usize).min(ms.len() - 1)];
+    let (median, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
     let clock = args.clock_ghz.or_else(cpu_clock_ghz).unwrap_or(2.5);
     let threads = model.threads();
     let per_cycle = peak::nominal_flop_per_cycle();

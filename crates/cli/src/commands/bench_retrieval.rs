@@ -4,6 +4,7 @@
 //! graph's recall@k against exact search.
 
 use anyhow::{Context, Result};
+use crossrank_eval::stats::{percentile, XorShift64};
 use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -51,13 +52,10 @@ pub struct Args {
     pub json: bool,
 }
 
-struct Rng(u64);
+struct Rng(XorShift64);
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
     /// Roughly normal (sum of uniforms).
     fn normal(&mut self) -> f32 {
@@ -75,10 +73,8 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// (p50, p95) of millisecond samples.
-fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let at = |p: f64| v[((v.len() as f64 * p) as usize).min(v.len() - 1)];
-    (at(0.5), at(0.95))
+fn percentiles(v: Vec<f64>) -> (f64, f64) {
+    (percentile(&v, 0.5), percentile(&v, 0.95))
 }
 
 struct Generator {
@@ -147,7 +143,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn bench(args: &Args, dir: &std::path::Path) -> Result<()> {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng(XorShift64::new(0x9E37_79B9_7F4A_7C15));
     let centers = match args.distribution {
         Distribution::Clustered => (0..(args.docs / 500).max(1))
             .map(|_| unit((0..args.dim).map(|_| rng.normal()).collect()))

@@ -3,6 +3,7 @@
 
 use crate::input::{jsonl_objects, read_source, string_field};
 use anyhow::{bail, Context, Result};
+use crossrank_eval::stats::percentile;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,15 +117,8 @@ pub fn run(args: Args) -> Result<()> {
             }
         });
         let wall = t0.elapsed().as_secs_f64();
-        let mut l = lat.into_inner().unwrap_or_else(|p| p.into_inner());
-        l.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            if l.is_empty() {
-                f64::NAN
-            } else {
-                l[((p * (l.len() - 1) as f64).round() as usize).min(l.len() - 1)]
-            }
-        };
+        let l = lat.into_inner().unwrap_or_else(|p| p.into_inner());
+        let pct = |p: f64| percentile(&l, p);
         let statuses = statuses.into_inner().unwrap_or_else(|p| p.into_inner());
         let sent: usize = statuses.values().sum();
         let peak = server_peak_rss(&client, &args.url, args.api_key.as_deref());

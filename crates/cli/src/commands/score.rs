@@ -17,6 +17,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
+    args.model.truncation_only("score")?;
     let (_, rows) = read_instructed_pairs(&args.pairs)?;
     let model = args.model.load()?;
     // Pairs are scored in groups of one instruction (a line's own, else --instruction),

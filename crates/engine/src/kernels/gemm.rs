@@ -278,8 +278,9 @@ fn tile(
     debug_assert!(c.len() >= (h - 1) * ldc + cols);
     match isa {
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (checked by `isa()`); the callers in this file pass a
+        // tile inside `a`, `b`, `c` and `bias` (the debug assertions above check it in tests).
         Isa::Avx512 => unsafe {
-            // SAFETY: the CPU has AVX-512F (checked by `isa()`); slice bounds asserted above.
             macro_rules! go {
                 ($($n:literal)*) => {
                     match h {
@@ -291,8 +292,9 @@ fn tile(
             go!(1 2 3 4 5 6 7 8 9 10 11 12)
         },
         #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 and FMA present (checked by `isa()`); the AVX2 tile reads through
+        // bounds-checked slices.
         Isa::Avx2 => unsafe {
-            // SAFETY: AVX2 and FMA present (checked by `isa()`).
             match h {
                 1 => avx2_tile::<1>(k, a, lda, b, c, ldc, cols, bias, accumulate),
                 2 => avx2_tile::<2>(k, a, lda, b, c, ldc, cols, bias, accumulate),
@@ -309,6 +311,10 @@ fn tile(
     }
 }
 
+/// An `MR x 32` tile with AVX2 + FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA. Memory is reached through the slices (bounds-checked).
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]

@@ -67,16 +67,22 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
+            /// # Safety
+            /// The CPU must support AVX-512F, AVX2 and FMA (the body itself is safe Rust).
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx2,fma")]
             unsafe fn avx512($($arg: $ty),*) { generic($($arg),*) }
+            /// # Safety
+            /// The CPU must support AVX2 and FMA (the body itself is safe Rust).
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) { generic($($arg),*) }
             match $crate::kernels::isa() {
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa()` reports Avx512 only when the CPU has AVX-512F, AVX2 and FMA.
                 $crate::kernels::Isa::Avx512 => unsafe { avx512($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa()` reports Avx2 only when the CPU has AVX2 and FMA.
                 $crate::kernels::Isa::Avx2 => unsafe { avx2($($arg),*) },
                 _ => generic($($arg),*),
             }

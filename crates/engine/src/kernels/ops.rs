@@ -207,6 +207,8 @@ pub fn quantize_row(x: &[f32], q: &mut [u8]) -> f32 {
     scale
 }
 
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW, and `q.len() >= x.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row_avx512(x: &[f32], q: &mut [u8]) -> f32 {

@@ -46,6 +46,8 @@ fn fma_loop(iters: u64) -> f64 {
     (iters * 12 * 8 * 2) as f64
 }
 
+/// # Safety
+/// The CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512_loop(iters: u64) -> f64 {

@@ -119,6 +119,7 @@ thread_local! {
 struct SyncPtr(*mut f32);
 // SAFETY: used only to write disjoint (row, column-range) cells from parallel tasks.
 unsafe impl Sync for SyncPtr {}
+// SAFETY: as above; the pointer outlives the parallel section that uses it.
 unsafe impl Send for SyncPtr {}
 
 impl Encoder {

@@ -13,7 +13,8 @@ mod jina;
 mod tei;
 mod voyage;
 
-use crate::{RankError, Ranked, Reranker, ScoreKind};
+use crate::long_docs::LongDocs;
+use crate::{RankError, Ranked, Reranker, ScoreKind, ScoreOptions};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -40,6 +41,11 @@ pub(crate) trait Provider: Send + Sync {
     fn endpoint(&self, base: &str) -> String;
     /// Request body for one call.
     fn body(&self, query: &str, docs: &[&str]) -> Value;
+    /// Turns `body` into a call that refuses documents over the model's window instead of
+    /// truncating them; false (the default) when the provider has no such switch.
+    fn refuse_long(&self, _body: &mut Value) -> bool {
+        false
+    }
     /// (index within the call, score) from a response body.
     fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String>;
     /// Documents per call.
@@ -71,6 +77,8 @@ pub struct HostedOptions {
     pub base_url: Option<String>,
     /// Overrides the documents-per-call limit.
     pub max_documents: Option<usize>,
+    /// The API key; without one, the provider's environment variable (`COHERE_API_KEY`, ...).
+    pub api_key: Option<String>,
 }
 
 impl Default for HostedOptions {
@@ -83,6 +91,7 @@ impl Default for HostedOptions {
             concurrency: 4,
             base_url: None,
             max_documents: None,
+            api_key: None,
         }
     }
 }
@@ -155,9 +164,10 @@ impl HostedReranker {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_string();
-        let key = provider
-            .key_env()
-            .and_then(|v| std::env::var(v).ok())
+        let key = opts
+            .api_key
+            .clone()
+            .or_else(|| provider.key_env().and_then(|v| std::env::var(v).ok()))
             .filter(|k| !k.is_empty());
         if provider.key_env().is_some() && key.is_none() {
             return Err(err(
@@ -209,10 +219,16 @@ impl HostedReranker {
     }
 
     /// One call with retries; returns scores in the call's document order.
-    fn call(&self, query: &str, docs: &[&str]) -> Result<Vec<f32>, RankError> {
+    fn call(&self, query: &str, docs: &[&str], refuse_long: bool) -> Result<Vec<f32>, RankError> {
         let name = self.provider.name();
         let url = self.provider.endpoint(&self.base);
-        let body = self.provider.body(query, docs);
+        let mut body = self.provider.body(query, docs);
+        if refuse_long && !self.provider.refuse_long(&mut body) {
+            return Err(RankError::Unsupported(format!(
+                "{name} has no switch to refuse long documents (truncation: false); \
+                 it truncates or chunks them itself"
+            )));
+        }
         let mut attempt = 0u32;
         loop {
             let mut req = self
@@ -363,10 +379,21 @@ impl Reranker for HostedReranker {
         self.provider.score_kind()
     }
 
-    fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError> {
+    /// Providers handle long documents their own way (truncation or chunking, as their docs
+    /// say); only [`LongDocs::Reject`] changes a call: it is sent as the provider's switch
+    /// (Voyage, TEI, crossrank `truncation` / `truncate: false`) and refused with
+    /// [`RankError::Unsupported`] where there is none (Cohere, Jina). A per-request instruction
+    /// is not sent: hosted APIs take none.
+    fn score_with(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Vec<Ranked>, RankError> {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
+        let refuse_long = opts.long_docs == Some(LongDocs::Reject);
         let calls = self.chunks(query, documents);
         let mut scores = vec![0.0f32; documents.len()];
         let mut results: Vec<Option<Result<Vec<f32>, RankError>>> =
@@ -380,7 +407,10 @@ impl Reranker for HostedReranker {
                     .iter()
                     .map(|&c| {
                         let (a, b) = calls[c];
-                        (c, s.spawn(move || self.call(query, &documents[a..b])))
+                        (
+                            c,
+                            s.spawn(move || self.call(query, &documents[a..b], refuse_long)),
+                        )
                     })
                     .collect();
                 for (c, h) in handles {

@@ -4,7 +4,7 @@
 //! `[{index, score, text?}]` sorted by score, best first.
 
 use super::{json_body, Fields};
-use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
+use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
+use crossrank_rank::sort_ranked;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -72,7 +73,7 @@ async fn handle(
     };
     let texts = job.documents.clone();
     let mut out = score(state, job).await?.scores;
-    best_first(&mut out);
+    sort_ranked(&mut out);
     Ok(Value::Array(
         out.iter()
             .map(|s| {

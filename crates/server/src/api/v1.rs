@@ -6,7 +6,7 @@
 //! return_documents?, rank_fields?, max_chunks_per_doc?, max_tokens_per_doc?, truncation?}`.
 
 use super::{json_body, request_id, search_units, Fields};
-use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
+use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -14,6 +14,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use crossrank_rank::sort_ranked;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -115,7 +116,7 @@ async fn handle(
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
-    best_first(&mut scores);
+    sort_ranked(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
     let results: Vec<Value> = scores
         .iter()

@@ -3,7 +3,7 @@
 
 use super::v1::{document_texts, DEFAULT_MAX_CHUNKS, DEFAULT_MAX_TOKENS};
 use super::{json_body, request_id, search_units, Fields};
-use crate::core::{best_first, rerank as score, LongDocs, RerankJob};
+use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use crossrank_rank::sort_ranked;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ async fn handle(
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
-    best_first(&mut scores);
+    sort_ranked(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
     let results: Vec<Value> = scores
         .iter()

