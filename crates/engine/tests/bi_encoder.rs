@@ -4,11 +4,11 @@
 use crossrank_engine::{BiEncoder, Pooling};
 use crossrank_testkit::{bi_encoder, shared};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The model directory: the shared configs plus the fetched weights, cached outside the clone.
 fn model_dir() -> PathBuf {
-    bi_encoder()
+    bi_encoder(Path::new(env!("CARGO_TARGET_TMPDIR")), "all-MiniLM-L6-v2")
 }
 
 #[test]

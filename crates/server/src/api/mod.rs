@@ -20,26 +20,47 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Every route the server serves, as (method, path); the router is built from this table and
+/// a test checks that `openapi.json` documents exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/rerank"),
+    ("POST", "/v1/rerank"),
+    ("POST", "/v2/rerank"),
+    ("POST", "/v1/collections/{name}/documents"),
+    ("DELETE", "/v1/collections/{name}/documents/{id}"),
+    ("POST", "/v1/collections/{name}/search"),
+    ("GET", "/health"),
+    ("GET", "/info"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// The handler of one entry of [`ROUTES`].
+fn handler(method: &str, path: &str) -> axum::routing::MethodRouter<Arc<AppState>> {
+    match (method, path) {
+        ("POST", "/rerank") => post(tei::rerank),
+        ("POST", "/v1/rerank") => post(v1::rerank),
+        ("POST", "/v2/rerank") => post(v2::rerank),
+        ("POST", "/v1/collections/{name}/documents") => post(collections::upsert),
+        ("DELETE", "/v1/collections/{name}/documents/{id}") => {
+            axum::routing::delete(collections::delete)
+        }
+        ("POST", "/v1/collections/{name}/search") => post(collections::search),
+        ("GET", "/health") => get(meta::health),
+        ("GET", "/info") => get(meta::info),
+        ("GET", "/metrics") => get(meta::metrics),
+        ("GET", "/openapi.json") => get(meta::openapi),
+        // Unreachable for the table above; a new row without a handler fails every server test.
+        (m, p) => panic!("ROUTES has {m} {p} but no handler"),
+    }
+}
+
 /// All routes with auth, metrics and the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
-        .route("/rerank", post(tei::rerank))
-        .route("/v1/rerank", post(v1::rerank))
-        .route("/v2/rerank", post(v2::rerank))
-        .route(
-            "/v1/collections/{name}/documents",
-            post(collections::upsert),
-        )
-        .route(
-            "/v1/collections/{name}/documents/{id}",
-            axum::routing::delete(collections::delete),
-        )
-        .route("/v1/collections/{name}/search", post(collections::search))
-        .route("/health", get(meta::health))
-        .route("/info", get(meta::info))
-        .route("/metrics", get(meta::metrics))
-        .route("/openapi.json", get(meta::openapi))
+    ROUTES
+        .iter()
+        .fold(Router::new(), |r, (m, p)| r.route(p, handler(m, p)))
         .fallback(meta::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn(catch_panic))

@@ -1,7 +1,7 @@
 //! Property tests for request parsing: no body and no field value makes the parsers panic,
 //! and every error names the field and carries a 4xx status.
 
-use super::{json_body, Fields};
+use super::{handler, json_body, Fields, ROUTES};
 use axum::body::Bytes;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -75,4 +75,29 @@ fn a_body_that_is_not_an_object_is_refused() {
         assert_eq!(e.status.as_u16(), 400, "{body}");
     }
     assert!(json_body(Ok(Bytes::from("{}")), 100).unwrap().is_empty());
+}
+
+#[test]
+fn openapi_documents_exactly_the_routes_the_router_serves() {
+    let spec: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    let mut served: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| {
+            let _ = handler(m, p); // every row has a handler
+            (m.to_string(), p.to_string())
+        })
+        .collect();
+    documented.sort();
+    served.sort();
+    assert_eq!(documented, served);
 }
