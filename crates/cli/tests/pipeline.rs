@@ -10,7 +10,7 @@ use crossrank_eval::run::Run;
 use crossrank_rank::{LocalReranker, Reranker};
 use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
 use crossrank_retrieve::hybrid::HybridMode;
-use crossrank_retrieve::pipeline::{now_unix, search, SearchRequest};
+use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -265,7 +265,7 @@ fn scifact_subset_quality_of_every_configuration() {
             query: q.clone(),
             top_k: 20,
             candidates: 20,
-            retriever: "hybrid".into(),
+            retriever: RetrieverKind::Hybrid,
             ..Default::default()
         };
         let resp = search(&mut c, &req, now_unix(), |q, texts| {

@@ -3,6 +3,7 @@
 //! optional `Normalize` module in `modules.json`; texts truncated to `max_seq_length` from
 //! `sentence_bert_config.json`. Runs on the same packed-token encoder as the cross-encoders.
 
+use crate::backend::batches;
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::models::encoder::{Encoder, PackedBatch, Quantize, Workspace};
@@ -162,38 +163,33 @@ impl BiEncoder {
         let encoded = self.pool.install(|| self.tokenizer.encode_texts(texts))?;
         let h = self.config.hidden_size;
         let mut out = Vec::with_capacity(texts.len());
+        for (i, e) in encoded.iter().enumerate() {
+            // A tokenizer without a post-processor gives no tokens for an empty text, and a
+            // sequence of no tokens has nothing to pool.
+            if e.ids.is_empty() || e.ids.len() > self.config.usable_positions() {
+                return Err(EngineError::InvalidOption(format!(
+                    "text {i}: {} tokens, outside 1..={} for this bi-encoder",
+                    e.ids.len(),
+                    self.config.usable_positions()
+                )));
+            }
+            if let Some(&bad) = e
+                .ids
+                .iter()
+                .find(|&&id| id as usize >= self.config.vocab_size)
+            {
+                return Err(EngineError::InvalidOption(format!(
+                    "text {i}: token id {bad} outside the vocabulary"
+                )));
+            }
+        }
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (ws, batch) = &mut *guard;
-        let mut start = 0;
-        while start < encoded.len() {
+        for range in batches(&lengths, self.max_batch_tokens, usize::MAX) {
             batch.clear();
-            let mut tokens = 0;
-            let mut end = start;
-            while end < encoded.len()
-                && (end == start || tokens + encoded[end].ids.len() <= self.max_batch_tokens)
-            {
-                let e = &encoded[end];
-                // A tokenizer without a post-processor gives no tokens for an empty text, and
-                // a sequence of no tokens has nothing to pool.
-                if e.ids.is_empty() || e.ids.len() > self.config.usable_positions() {
-                    return Err(EngineError::InvalidOption(format!(
-                        "text {end}: {} tokens, outside 1..={} for this bi-encoder",
-                        e.ids.len(),
-                        self.config.usable_positions()
-                    )));
-                }
-                if let Some(&bad) = e
-                    .ids
-                    .iter()
-                    .find(|&&id| id as usize >= self.config.vocab_size)
-                {
-                    return Err(EngineError::InvalidOption(format!(
-                        "text {end}: token id {bad} outside the vocabulary"
-                    )));
-                }
-                tokens += e.ids.len();
+            for e in &encoded[range] {
                 push_sequence(&self.config, batch, &e.ids, &e.type_ids);
-                end += 1;
             }
             self.pool.install(|| self.encoder.forward(batch, ws));
             for s in 0..batch.sequences() {
@@ -230,7 +226,6 @@ impl BiEncoder {
                 }
                 out.push(v);
             }
-            start = end;
         }
         Ok(out)
     }

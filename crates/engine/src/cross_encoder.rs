@@ -1,16 +1,17 @@
 //! The public cross-encoder: load a model directory, score (query, passage) pairs.
 
+use crate::backend::{batches, Backend, CpuBackend};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
 use crate::models::blocks::Act;
-use crate::models::encoder::{PackedBatch, Quantize, Workspace};
-use crate::models::{HeadSpec, SequenceClassifier};
+use crate::models::encoder::{PackedBatch, Quantize};
+use crate::models::{push_sequence, HeadSpec, SequenceClassifier};
 use crate::templates::{Prompter, Template};
 use crate::tokenize::{Encoded, PairTokenizer};
 use crate::weights::Weights;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Options of [`CrossEncoder::load`]; every field has a default.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,13 +56,15 @@ pub struct Prediction {
 /// A loaded cross-encoder, safe to share between threads (calls are serialised internally).
 pub struct CrossEncoder {
     dir: PathBuf,
-    model: SequenceClassifier,
+    config: ModelConfig,
+    backend: Box<dyn Backend>,
     tokenizer: PairTokenizer,
-    pool: rayon::ThreadPool,
+    /// Tokenisation threads (the CPU backend computes on the same pool).
+    pool: Arc<rayon::ThreadPool>,
     options: CrossEncoderOptions,
     prompter: Option<Prompter>,
     activation: ScoreActivation,
-    state: Mutex<(Workspace, PackedBatch)>,
+    batch: Mutex<PackedBatch>,
 }
 
 /// How a pair's logits become its score.
@@ -188,20 +191,23 @@ impl CrossEncoder {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("crossrank-{i}"))
-            .build()
-            .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?;
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("crossrank-{i}"))
+                .build()
+                .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?,
+        );
         Ok(CrossEncoder {
             dir: dir.to_path_buf(),
-            model,
+            config: config.clone(),
+            backend: Box::new(CpuBackend::new(model, pool.clone())),
             tokenizer,
             pool,
             options,
             prompter,
             activation,
-            state: Mutex::new((Workspace::default(), PackedBatch::default())),
+            batch: Mutex::new(PackedBatch::default()),
         })
     }
 
@@ -212,7 +218,12 @@ impl CrossEncoder {
 
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
-        self.model.config()
+        &self.config
+    }
+
+    /// The device the forward passes run on ("cpu").
+    pub fn device(&self) -> String {
+        self.backend.device()
     }
 
     /// The truncation length in use.
@@ -222,18 +233,18 @@ impl CrossEncoder {
 
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.backend.threads()
     }
 
     /// Nominal FLOPs of sequences of these lengths (all layers on all tokens).
     pub fn model_flops(&self, lengths: &[usize]) -> f64 {
-        lengths.iter().map(|&l| self.model.model_flops(l)).sum()
+        lengths.iter().map(|&l| self.backend.flops(l).0).sum()
     }
 
     /// FLOPs the engine executes for sequences of these lengths (the last layer runs only the
     /// first token's query and feed-forward).
     pub fn executed_flops(&self, lengths: &[usize]) -> f64 {
-        lengths.iter().map(|&l| self.model.executed_flops(l)).sum()
+        lengths.iter().map(|&l| self.backend.flops(l).1).sum()
     }
 
     /// The pair tokenizer (for chunking and token counting).
@@ -318,7 +329,7 @@ impl CrossEncoder {
         &self,
         encoded: &[E],
     ) -> Result<Vec<Prediction>> {
-        let cfg = self.model.config();
+        let cfg = &self.config;
         for (i, e) in encoded.iter().map(|e| e.borrow()).enumerate() {
             if e.ids.is_empty() || e.ids.len() > cfg.usable_positions() {
                 return Err(EngineError::InvalidOption(format!(
@@ -347,33 +358,20 @@ impl CrossEncoder {
             }
         }
         let mut out: Vec<Prediction> = Vec::with_capacity(encoded.len());
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (ws, batch) = &mut *guard;
-        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX).max(1);
-        let mut start = 0;
-        while start < encoded.len() {
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.borrow().ids.len()).collect();
+        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX);
+        for range in batches(&lengths, self.options.max_batch_tokens, max_pairs) {
             batch.clear();
-            let mut end = start;
-            let mut tokens = 0;
-            while end < encoded.len()
-                && (end == start
-                    || (tokens + encoded[end].borrow().ids.len() <= self.options.max_batch_tokens
-                        && end - start < max_pairs))
-            {
-                tokens += encoded[end].borrow().ids.len();
-                self.model.push_sequence(
-                    batch,
-                    &encoded[end].borrow().ids,
-                    &encoded[end].borrow().type_ids,
-                );
-                end += 1;
+            for e in &encoded[range] {
+                let e = e.borrow();
+                push_sequence(cfg, &mut batch, &e.ids, &e.type_ids);
             }
-            let logits = self.pool.install(|| self.model.forward(batch, ws));
+            let logits = self.backend.classify(&batch)?;
             out.extend(logits.into_iter().map(|l| Prediction {
                 score: score_of(&l, self.activation),
                 logits: l,
             }));
-            start = end;
         }
         Ok(out)
     }

@@ -15,6 +15,7 @@
 
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod backend;
 pub mod bi_encoder;
 pub mod config;
 pub mod cross_encoder;

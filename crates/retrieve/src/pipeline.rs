@@ -1,6 +1,8 @@
 //! The two-stage search over a collection: first stage, rerank, fusion, abstention, with the
-//! time of each stage. The reranker is a closure so that the CLI (a `Reranker`) and the server
-//! (its batching queue) share this code.
+//! time of each stage. The one search path: the CLI and the tests call [`search`] with a
+//! blocking reranker; the server calls [`first_stage`] under the collection's lock and then
+//! [`Candidates::finish_async`] with its batching queue, so concurrent searches rerank side by
+//! side. Both end in the same private fusion step.
 
 use crate::collection::{body, Collection, Retriever, StoredDoc};
 use crate::hybrid::HybridMode;
@@ -48,8 +50,8 @@ pub struct SearchRequest {
     pub top_k: usize,
     /// First-stage candidates reranked.
     pub candidates: usize,
-    /// "bm25", "dense" or "hybrid".
-    pub retriever: String,
+    /// The first stage.
+    pub retriever: RetrieverKind,
     /// Filters on the candidates.
     pub filters: Filters,
     /// Fusion settings.
@@ -64,7 +66,7 @@ impl Default for SearchRequest {
             query: String::new(),
             top_k: 10,
             candidates: 50,
-            retriever: "hybrid".into(),
+            retriever: RetrieverKind::Hybrid,
             filters: Filters::default(),
             fusion: FusionConfig::default(),
             min_score: None,
@@ -138,18 +140,39 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Parses a retriever name.
-pub fn retriever(name: &str) -> Result<Retriever> {
-    Ok(match name {
-        "bm25" => Retriever::Bm25,
-        "dense" => Retriever::Dense,
-        "hybrid" => Retriever::Hybrid(HybridMode::default()),
-        other => {
-            return Err(RetrieveError::Invalid(format!(
-                "retriever must be bm25, dense or hybrid, not {other:?}"
-            )))
+/// The first stage a request names: `bm25`, `dense` or `hybrid` (RRF, k = 60) in JSON, TOML
+/// and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrieverKind {
+    /// BM25 on tantivy.
+    Bm25,
+    /// The bi-encoder's dense index.
+    Dense,
+    /// Both, fused by reciprocal rank (k = 60).
+    #[default]
+    Hybrid,
+}
+
+impl RetrieverKind {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetrieverKind::Bm25 => "bm25",
+            RetrieverKind::Dense => "dense",
+            RetrieverKind::Hybrid => "hybrid",
         }
-    })
+    }
+}
+
+impl From<RetrieverKind> for Retriever {
+    fn from(k: RetrieverKind) -> Retriever {
+        match k {
+            RetrieverKind::Bm25 => Retriever::Bm25,
+            RetrieverKind::Dense => Retriever::Dense,
+            RetrieverKind::Hybrid => Retriever::Hybrid(HybridMode::default()),
+        }
+    }
 }
 
 /// Runs the pipeline; `rerank(query, texts)` returns a relevance in [0, 1] per text.
@@ -180,7 +203,7 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
             "top_k and candidates must be >= 1".into(),
         ));
     }
-    let r = retriever(&req.retriever)?;
+    let r = Retriever::from(req.retriever);
     let t0 = Instant::now();
     // Filters apply after the first stage, so look deeper when filtering.
     let depth = if req.filters.is_empty() {
@@ -234,9 +257,35 @@ impl Candidates {
         self.fuse(req, now_unix, relevance, rerank_ms)
     }
 
-    /// Fuses relevances computed elsewhere (one per text of [`Candidates::texts`], taking
-    /// `rerank_ms`) and applies the abstention rule.
-    pub fn fuse(
+    /// [`Candidates::finish`] with an asynchronous reranker (the server's batching queue):
+    /// `rerank(query, texts)` is awaited, so nothing is held while the model runs.
+    pub async fn finish_async<F, Fut, E>(
+        self,
+        req: &SearchRequest,
+        now_unix: i64,
+        rerank: F,
+    ) -> std::result::Result<SearchResponse, RerankFailed<E>>
+    where
+        F: FnOnce(String, Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<Vec<f64>, E>>,
+    {
+        let t1 = Instant::now();
+        let texts = self.texts();
+        let relevance = if texts.is_empty() {
+            Vec::new()
+        } else {
+            rerank(req.query.clone(), texts)
+                .await
+                .map_err(RerankFailed::Rerank)?
+        };
+        let rerank_ms = t1.elapsed().as_secs_f64() * 1e3;
+        self.fuse(req, now_unix, relevance, rerank_ms)
+            .map_err(RerankFailed::Pipeline)
+    }
+
+    /// Fuses relevances (one per text of [`Candidates::texts`], taking `rerank_ms`) and
+    /// applies the abstention rule.
+    fn fuse(
         self,
         req: &SearchRequest,
         now_unix: i64,
@@ -301,4 +350,14 @@ impl Candidates {
             },
         })
     }
+}
+
+/// Why [`Candidates::finish_async`] failed: the reranker (its own error, kept as it is so a
+/// server can answer 429 / 503 / 4xx as the reranker said) or the pipeline after it.
+#[derive(Debug)]
+pub enum RerankFailed<E> {
+    /// The reranker failed.
+    Rerank(E),
+    /// Fusion or abstention failed.
+    Pipeline(RetrieveError),
 }

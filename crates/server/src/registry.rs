@@ -44,20 +44,9 @@ impl Collections {
     }
 }
 
-/// Checks a collection name: 1-64 ASCII letters, digits, '-' or '_'.
+/// Checks a collection name (the rule is retrieve's).
 pub fn valid_name(name: &str) -> Result<(), ApiError> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        let shown: String = name.chars().take(80).collect();
-        return Err(ApiError::bad_request(format!(
-            "collection name {shown:?}: use 1-64 letters, digits, '-' or '_'"
-        )));
-    }
-    Ok(())
+    crossrank_retrieve::collection::valid_name(name).map_err(retrieve_error)
 }
 
 /// Maps a retrieval error: the caller's mistakes are 4xx, the rest 500.
@@ -121,7 +110,7 @@ fn count_collections(root: &Path) -> usize {
     std::fs::read_dir(root)
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("collection.json").is_file())
+                .filter(|e| Collection::exists(&e.path()))
                 .count()
         })
         .unwrap_or(0)
@@ -137,7 +126,7 @@ fn open(state: &AppState, name: &str, create: bool) -> Result<SharedCollection, 
     let dir = root.join(name);
     let embedder = state.config.embedder.as_deref();
     let shared = Some(&state.collections.embedders);
-    if dir.join("collection.json").is_file() {
+    if Collection::exists(&dir) {
         let c = Collection::open_shared(&dir, embedder, shared).map_err(retrieve_error)?;
         return Ok(Arc::new(Mutex::new(c)));
     }

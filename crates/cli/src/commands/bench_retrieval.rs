@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use crossrank_eval::stats::{percentile, XorShift64};
-use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
+use crossrank_retrieve::collection::{Collection, DocInput, Manifest, Retriever};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -125,16 +125,15 @@ pub fn run(args: Args) -> Result<()> {
         ),
     };
     anyhow::ensure!(
-        !dir.join("collection.json").exists(),
+        !Collection::exists(&dir),
         "{} already holds a collection; give an empty --dir",
         dir.display()
     );
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(
-        dir.join("collection.json"),
-        serde_json::json!({"ann": {"expansion_search": args.ef_search, "kind": args.index}})
-            .to_string(),
-    )?;
+    let manifest: Manifest = serde_json::from_value(
+        serde_json::json!({"ann": {"expansion_search": args.ef_search, "kind": args.index}}),
+    )
+    .with_context(|| format!("--index {}", args.index))?;
+    Collection::init(&dir, &manifest)?;
     let result = bench(&args, &dir);
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);

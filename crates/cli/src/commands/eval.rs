@@ -6,6 +6,7 @@ use crossrank_eval::datasets::{self, RerankSet};
 use crossrank_eval::harness::{run_eval, EvalOptions};
 use crossrank_eval::metrics::MetricSpec;
 use crossrank_eval::{report, run};
+use crossrank_retrieve::pipeline::RetrieverKind;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 
@@ -39,8 +40,8 @@ pub struct Args {
     pub split: String,
     /// BEIR first stage: bm25 (in memory), or dense / hybrid over a collection built with
     /// --embedder in a temporary directory.
-    #[arg(long, default_value = "bm25")]
-    pub retriever: String,
+    #[arg(long, value_enum, default_value_t = RetrieverKind::Bm25)]
+    pub retriever: RetrieverKind,
     /// Bi-encoder for --retriever dense / hybrid (directory or hub id).
     #[arg(long)]
     pub embedder: Option<String>,
@@ -121,7 +122,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         .depth
         .unwrap_or_else(|| args.candidates.iter().copied().max().unwrap_or(100));
     let tmp = std::env::temp_dir().join(format!("crossrank-beir-{}", std::process::id()));
-    let mut first: FirstStage = if args.retriever == "bm25" {
+    let mut first: FirstStage = if args.retriever == RetrieverKind::Bm25 {
         eprintln!(
             "indexing {} documents of {} with BM25",
             b.corpus.len(),
@@ -132,7 +133,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         )?;
         Box::new(move |q| Ok(index.search(q, depth)?))
     } else {
-        let r = crossrank_retrieve::pipeline::retriever(&args.retriever)?;
+        let r = crossrank_retrieve::collection::Retriever::from(args.retriever);
         let emb = crate::model_spec::resolve_embedder(
             args.embedder
                 .as_deref()
@@ -181,7 +182,7 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
             "{} ({}, {} top {depth})",
             b.name,
             args.split,
-            args.retriever.to_uppercase()
+            args.retriever.name().to_uppercase()
         ),
         queries,
         qrels: b.qrels,

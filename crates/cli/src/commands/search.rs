@@ -4,7 +4,7 @@ use crate::model_spec::ModelArgs;
 use anyhow::{bail, Context, Result};
 use crossrank_rank::fusion::FusionConfig;
 use crossrank_retrieve::collection::{Collection, Retriever};
-use crossrank_retrieve::pipeline::{now_unix, retriever, search, SearchRequest};
+use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
 use std::path::PathBuf;
 
 /// Arguments of `search`.
@@ -24,9 +24,9 @@ pub struct Args {
     /// First-stage candidates reranked.
     #[arg(long, default_value_t = 50)]
     pub candidates: usize,
-    /// bm25, dense or hybrid (RRF, k = 60).
-    #[arg(long, default_value = "hybrid")]
-    pub retriever: String,
+    /// The first stage: bm25, dense or hybrid (RRF, k = 60).
+    #[arg(long, value_enum, default_value_t = RetrieverKind::Hybrid)]
+    pub retriever: RetrieverKind,
     /// Abstain when no candidate's relevance reaches this.
     #[arg(long)]
     pub min_score: Option<f64>,
@@ -43,7 +43,7 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let r = retriever(&args.retriever)?;
+    let r = Retriever::from(args.retriever);
     let fusion: FusionConfig = match &args.fusion {
         Some(p) => {
             let t = std::fs::read_to_string(p)
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => FusionConfig::default(),
     };
-    if !args.collection.join("collection.json").is_file() {
+    if !Collection::exists(&args.collection) {
         bail!(
             "{} is not a collection (run crossrank index first)",
             args.collection.display()
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         query: args.query.clone(),
         top_k: args.top_k,
         candidates: args.candidates,
-        retriever: args.retriever.clone(),
+        retriever: args.retriever,
         fusion,
         min_score: args.min_score,
         ..Default::default()

@@ -32,6 +32,26 @@ use tantivy::query::TermQuery;
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::{doc, Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
+/// The file that marks a directory as a collection; the rest of the layout is private too.
+const MANIFEST: &str = "collection.json";
+
+/// Checks a collection name: 1-64 ASCII letters, digits, '-' or '_' (safe as a directory
+/// name and in a URL path).
+pub fn valid_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        let shown: String = name.chars().take(80).collect();
+        return Err(RetrieveError::Invalid(format!(
+            "collection name {shown:?}: use 1-64 letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
 /// Which first stage to run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Retriever {
@@ -76,6 +96,29 @@ fn io(path: &Path, e: impl std::fmt::Display) -> RetrieveError {
 }
 
 impl Collection {
+    /// Whether `dir` holds a collection.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(MANIFEST).is_file()
+    }
+
+    /// Makes `dir` (created if missing) a new, empty collection with these settings; fails if
+    /// it already holds one. [`Collection::open`] it afterwards.
+    pub fn init(dir: &Path, manifest: &Manifest) -> Result<()> {
+        if Self::exists(dir) {
+            return Err(RetrieveError::Invalid(format!(
+                "{} already holds a collection",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mpath = dir.join(MANIFEST);
+        std::fs::write(
+            &mpath,
+            serde_json::to_string_pretty(manifest).unwrap_or_default(),
+        )
+        .map_err(|e| io(&mpath, e))
+    }
+
     /// Opens `dir`, creating it if needed. `embedder` sets the bi-encoder of a new collection
     /// (or must match the one it was made with); `load_embedder` loads it for dense search and
     /// indexing.
@@ -93,7 +136,7 @@ impl Collection {
     ) -> Result<Self> {
         let idx_dir = dir.join("index");
         std::fs::create_dir_all(&idx_dir).map_err(|e| io(&idx_dir, e))?;
-        let mpath = dir.join("collection.json");
+        let mpath = dir.join(MANIFEST);
         let mut manifest: Manifest = match std::fs::read_to_string(&mpath) {
             Ok(t) => serde_json::from_str(&t).map_err(|e| io(&mpath, e))?,
             Err(_) => Manifest::default(),
@@ -216,7 +259,7 @@ impl Collection {
     }
 
     fn save_manifest(&self) -> Result<()> {
-        let mpath = self.dir.join("collection.json");
+        let mpath = self.dir.join(MANIFEST);
         std::fs::write(
             &mpath,
             serde_json::to_string_pretty(&self.manifest).unwrap_or_default(),

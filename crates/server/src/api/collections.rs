@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
 use crossrank_retrieve::collection::DocInput;
-use crossrank_retrieve::pipeline::{first_stage, now_unix, SearchRequest};
+use crossrank_retrieve::pipeline::{first_stage, now_unix, RerankFailed, SearchRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -173,25 +173,24 @@ pub async fn search(
                 Ok((candidates, req))
             })
             .await?;
-            let documents = candidates.texts();
-            let t = std::time::Instant::now();
-            let relevance = if documents.is_empty() {
-                Vec::new()
-            } else {
-                let job = RerankJob {
-                    model: None,
-                    query: req.query.clone(),
-                    documents,
-                    long_docs: LongDocs::Truncate(Direction::Right),
-                    instruction: None,
-                };
-                let out = rerank(&state, job).await?;
-                out.scores.iter().map(|s| s.score as f64).collect()
-            };
-            let rerank_ms = t.elapsed().as_secs_f64() * 1e3;
             let r = candidates
-                .fuse(&req, now_unix(), relevance, rerank_ms)
-                .map_err(retrieve_error)?;
+                .finish_async(&req, now_unix(), |query, documents| async {
+                    let job = RerankJob {
+                        model: None,
+                        query,
+                        documents,
+                        long_docs: LongDocs::Truncate(Direction::Right),
+                        instruction: None,
+                    };
+                    rerank(&state, job)
+                        .await
+                        .map(|out| out.scores.iter().map(|s| s.score as f64).collect())
+                })
+                .await
+                .map_err(|e| match e {
+                    RerankFailed::Rerank(e) => e,
+                    RerankFailed::Pipeline(e) => retrieve_error(e),
+                })?;
             Ok(serde_json::to_value(r).unwrap_or(Value::Null))
         }
         .await,

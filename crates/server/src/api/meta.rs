@@ -57,7 +57,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
                     "architecture": format!("{:?}", cfg.architecture),
                     "labels": cfg.num_labels,
                     "template": l.model.template().name(),
-                    "device": "cpu",
+                    "device": l.model.device(),
                     "max_input_length": l.model.max_length(),
                     "quantize": l.quantize,
                     "threads": l.model.threads(),

@@ -6,7 +6,7 @@ pub mod tei;
 pub mod v1;
 pub mod v2;
 
-use crate::errors::{ApiError, Dialect};
+use crate::errors::{ApiError, Dialect, ErrorType};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -125,16 +125,7 @@ async fn guard(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
             .unwrap_or("request failed")
             .to_string(),
     };
-    let err = ApiError {
-        status,
-        kind: if status.is_server_error() {
-            "Backend"
-        } else {
-            "Validation"
-        },
-        message,
-        retry_after: None,
-    };
+    let err = ApiError::new(ErrorType::from_status(status), message);
     let mut out = err.render(dialect);
     if let Some(a) = allow {
         out.headers_mut().insert(header::ALLOW, a);

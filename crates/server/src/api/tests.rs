@@ -32,7 +32,7 @@ proptest! {
                 let v: Value = serde_json::from_slice(&bytes).expect("accepted bodies are JSON");
                 prop_assert_eq!(v, Value::Object(m));
             }
-            Err(e) => prop_assert_eq!(e.status.as_u16(), 400),
+            Err(e) => prop_assert_eq!(e.status().as_u16(), 400),
         }
     }
 
@@ -41,7 +41,7 @@ proptest! {
         let mut m = Map::new();
         m.insert("f".into(), v.clone());
         let f = Fields(&m);
-        let named = |e: &crate::errors::ApiError| e.message.contains("\"f\"") && e.status.as_u16() == 422;
+        let named = |e: &crate::errors::ApiError| e.message.contains("\"f\"") && e.status().as_u16() == 422;
         match f.string("f") {
             Ok(s) => prop_assert_eq!(Value::String(s), v.clone()),
             Err(e) => prop_assert!(named(&e) && !v.is_string(), "{}", e.message),
@@ -72,7 +72,7 @@ proptest! {
 fn a_body_that_is_not_an_object_is_refused() {
     for body in ["[]", "1", "\"x\"", "null", "{", "\u{feff}{}"] {
         let e = json_body(Ok(Bytes::from(body)), 100).unwrap_err();
-        assert_eq!(e.status.as_u16(), 400, "{body}");
+        assert_eq!(e.status().as_u16(), 400, "{body}");
     }
     assert!(json_body(Ok(Bytes::from("{}")), 100).unwrap().is_empty());
 }
