@@ -7,6 +7,7 @@ pub mod embedders;
 pub mod hybrid;
 pub mod pipeline;
 pub mod scan;
+pub mod store;
 
 /// Errors of the retrievers.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,15 @@ pub enum RetrieveError {
     /// A document or option is invalid.
     #[error("{0}")]
     Invalid(String),
+    /// No such collection (or document).
+    #[error("{0}")]
+    NotFound(String),
+    /// A store limit refuses the request (too many collections).
+    #[error("{0}")]
+    Limit(String),
+    /// The request is over a size limit (documents after chunking).
+    #[error("{0}")]
+    TooLarge(String),
     /// The dense index failed.
     #[error(transparent)]
     Dense(#[from] crate::dense::DenseError),

@@ -124,17 +124,8 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
 /// Saves the changed dense indexes of the open collections; `wait` for busy ones (else they
 /// are skipped until the next round).
 fn save_collections(state: &AppState, wait: bool) {
-    for (name, c) in state.collections.open_ones() {
-        let guard = if wait {
-            Some(c.lock().unwrap_or_else(|p| p.into_inner()))
-        } else {
-            c.try_lock().ok()
-        };
-        if let Some(mut c) = guard {
-            if let Err(e) = c.flush() {
-                eprintln!("crossrank: saving the dense index of collection {name}: {e}");
-            }
-        }
+    if let Some(store) = &state.collections {
+        store.flush(wait);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::ServerError;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
+use crossrank_retrieve::store::{CollectionStore, DirStore};
 use std::sync::Arc;
 
 /// A local model with its batching queue.
@@ -43,8 +44,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// Open search collections by name.
-    pub collections: crate::registry::Collections,
+    /// The collection store (`--collections DIR`), if collections are enabled.
+    pub collections: Option<Arc<dyn CollectionStore>>,
     /// Set once shutdown has begun: new requests get 503.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -107,11 +108,18 @@ impl AppState {
                 }),
             });
         }
+        let collections = config.collections_dir.as_deref().map(|root| {
+            Arc::new(DirStore::new(
+                root,
+                config.embedder.as_deref(),
+                config.max_collections,
+            )) as Arc<dyn CollectionStore>
+        });
         Ok(AppState {
             models,
             config,
             metrics,
-            collections: Default::default(),
+            collections,
             draining: Default::default(),
         })
     }

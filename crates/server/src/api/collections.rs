@@ -5,7 +5,7 @@
 use super::json_body;
 use crate::core::{rerank, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
-use crate::registry::{collection, retrieve_error};
+use crate::registry::{retrieve_error, with_store};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
 use crossrank_retrieve::collection::DocInput;
-use crossrank_retrieve::pipeline::{first_stage, now_unix, RerankFailed, SearchRequest};
+use crossrank_retrieve::pipeline::{now_unix, RerankFailed, SearchRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -27,15 +27,6 @@ const MAX_CHUNK_TOKENS: u64 = 8192;
 fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
     p.map(|Path(v)| v)
         .map_err(|e| ApiError::bad_request(format!("invalid path: {e}")))
-}
-
-/// Runs collection work (disk, embedding, search) off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 fn respond(r: Result<Value, ApiError>) -> Response {
@@ -95,23 +86,12 @@ pub async fn upsert(
                     )));
                 }
             }
-            let c = collection(&state, &name, true).await?;
-            blocking(move || {
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                let docs = match chunk_tokens {
-                    Some(n) => c.chunk_all(&docs, n, overlap).map_err(retrieve_error)?,
-                    None => docs,
-                };
-                if docs.len() > max_docs {
-                    return Err(ApiError::too_large(format!(
-                        "the upload makes {} chunks; the limit (max_upload_documents) is {max_docs}",
-                        docs.len()
-                    )));
-                }
-                let n = c.upsert(&docs).map_err(retrieve_error)?;
-                Ok(json!({"indexed": n, "count": c.len()}))
+            let up = with_store(&state, move |store| {
+                let chunk = chunk_tokens.map(|n| (n, overlap));
+                store.upsert(&name, &docs, chunk, max_docs)
             })
-            .await
+            .await?;
+            Ok(json!({"indexed": up.indexed, "count": up.count}))
         }
         .await,
     )
@@ -125,18 +105,11 @@ pub async fn delete(
     respond(
         async {
             let (name, id) = path(ids)?;
-            let c = collection(&state, &name, false).await?;
-            blocking(move || {
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                let n = c
-                    .delete(std::slice::from_ref(&id))
-                    .map_err(retrieve_error)?;
-                if n == 0 {
-                    return Err(ApiError::not_found(format!("no document {id:?}")));
-                }
-                Ok(json!({"deleted": id, "count": c.len()}))
-            })
-            .await
+            let key = id.clone();
+            match with_store(&state, move |store| store.delete(&name, &key)).await? {
+                Some(count) => Ok(json!({"deleted": id, "count": count})),
+                None => Err(ApiError::not_found(format!("no document {id:?}"))),
+            }
         }
         .await,
     )
@@ -165,11 +138,10 @@ pub async fn search(
                     )));
                 }
             }
-            let c = collection(&state, &name, false).await?;
-            // The lock covers the first stage only; reranking runs beside other searches.
-            let (candidates, req) = blocking(move || {
-                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                let candidates = first_stage(&mut c, &req).map_err(retrieve_error)?;
+            // The store holds its lock for the first stage only; reranking runs beside other
+            // searches.
+            let (candidates, req) = with_store(&state, move |store| {
+                let candidates = store.first_stage(&name, &req)?;
                 Ok((candidates, req))
             })
             .await?;

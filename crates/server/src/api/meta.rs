@@ -45,6 +45,7 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// Models, limits and version.
 pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     let c = &state.config;
+    let stats = state.collections.as_ref().map(|s| s.stats());
     let models: Vec<Value> = state
         .models
         .iter()
@@ -83,9 +84,9 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "models": models,
         "limits": c.limits(),
         "collections": {
-            "enabled": c.collections_dir.is_some(),
-            "open": state.collections.open_ones().len(),
-            "embedders_loaded": state.collections.embedders_loaded(),
+            "enabled": state.collections.is_some(),
+            "open": stats.map(|s| s.open).unwrap_or(0),
+            "embedders_loaded": stats.map(|s| s.embedders_loaded).unwrap_or(0),
         },
         "auth": !c.api_keys.is_empty(),
         "dialects": ["tei:/rerank", "cohere-v1:/v1/rerank", "jina:/v1/rerank", "voyage:/v1/rerank", "cohere-v2:/v2/rerank"],

@@ -1,0 +1,330 @@
+//! Where collections live: the storage seam. A [`CollectionStore`] owns its collections (their
+//! registry, names, creation limit, layout and save policy); callers upload, delete and run the
+//! first stage by collection name and never see how a collection is kept. [`DirStore`] keeps
+//! each collection in a directory (tantivy + the dense index); a database store implements the
+//! same trait.
+//!
+//! Every method blocks (disk, embedding); async callers run them on a blocking thread.
+
+use crate::collection::{valid_name, Collection, DocInput};
+use crate::embedders::Embedders;
+use crate::pipeline::{first_stage, Candidates, SearchRequest};
+use crate::{Result, RetrieveError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upserted {
+    /// Documents (chunks) written.
+    pub indexed: usize,
+    /// Documents in the collection afterwards.
+    pub count: u64,
+}
+
+/// Counts for metrics and `/info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Collections open in this process.
+    pub open: usize,
+    /// Distinct bi-encoders loaded.
+    pub embedders_loaded: usize,
+}
+
+/// Collections by name.
+pub trait CollectionStore: Send + Sync {
+    /// Adds or replaces documents of collection `name`, creating it on first upload (within the
+    /// store's limit). With `chunk = Some((tokens, overlap))` documents are split first; at most
+    /// `max_documents` are written, counted after chunking. Acknowledged writes are durable.
+    fn upsert(
+        &self,
+        name: &str,
+        docs: &[DocInput],
+        chunk: Option<(usize, usize)>,
+        max_documents: usize,
+    ) -> Result<Upserted>;
+    /// Deletes document `id`; the documents left, or None when there was no such document.
+    fn delete(&self, name: &str, id: &str) -> Result<Option<u64>>;
+    /// The first stage of `req` over collection `name` (see [`first_stage`]); whatever the
+    /// store locks, it holds only for this call, so the reranking that follows runs unlocked.
+    fn first_stage(&self, name: &str, req: &SearchRequest) -> Result<Candidates>;
+    /// Saves what is pending (changed dense indexes) of every open collection; with `wait`,
+    /// waits for busy collections, else skips them until the next call.
+    fn flush(&self, wait: bool);
+    /// Counts for metrics.
+    fn stats(&self) -> StoreStats;
+}
+
+type Shared = Arc<Mutex<Collection>>;
+type Slot = Arc<Mutex<Option<Shared>>>;
+
+/// Collections in subdirectories of one root directory, opened on first use and kept open,
+/// sharing one bi-encoder per distinct embedder.
+pub struct DirStore {
+    root: PathBuf,
+    embedder: Option<PathBuf>,
+    max_collections: usize,
+    embedders: Embedders,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Held while a new collection is counted and created, so two creations cannot both pass
+    /// the `max_collections` check.
+    creating: Mutex<()>,
+}
+
+impl DirStore {
+    /// A store under `root`; new collections use `embedder` (none: BM25 only) and at most
+    /// `max_collections` collections may exist under `root`.
+    pub fn new(root: &Path, embedder: Option<&Path>, max_collections: usize) -> DirStore {
+        DirStore {
+            root: root.to_path_buf(),
+            embedder: embedder.map(Path::to_path_buf),
+            max_collections,
+            embedders: Embedders::default(),
+            slots: Mutex::new(HashMap::new()),
+            creating: Mutex::new(()),
+        }
+    }
+
+    /// The open collection `name`; `create` makes it if missing. Concurrent first calls for one
+    /// name open it once; a failed open leaves nothing behind.
+    fn collection(&self, name: &str, create: bool) -> Result<Shared> {
+        valid_name(name)?;
+        let slot: Slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        match self.open(name, create) {
+            Ok(c) => {
+                *guard = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                drop(guard);
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(s) = slots.get(name) {
+                    let empty = s.lock().map(|g| g.is_none()).unwrap_or(true);
+                    if Arc::ptr_eq(s, &slot) && empty {
+                        slots.remove(name);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn open(&self, name: &str, create: bool) -> Result<Shared> {
+        let dir = self.root.join(name);
+        let embedder = self.embedder.as_deref();
+        if Collection::exists(&dir) {
+            let c = Collection::open_shared(&dir, embedder, Some(&self.embedders))?;
+            return Ok(Arc::new(Mutex::new(c)));
+        }
+        if !create {
+            return Err(RetrieveError::NotFound(format!("no collection {name:?}")));
+        }
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+        let have = std::fs::read_dir(&self.root)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| Collection::exists(&e.path()))
+                    .count()
+            })
+            .unwrap_or(0);
+        if have >= self.max_collections {
+            return Err(RetrieveError::Limit(format!(
+                "this server holds {have} collections, the limit (max_collections) is {}; \
+                 collection {name:?} was not created",
+                self.max_collections
+            )));
+        }
+        let c = Collection::open_shared(&dir, embedder, Some(&self.embedders))?;
+        Ok(Arc::new(Mutex::new(c)))
+    }
+
+    fn open_ones(&self) -> Vec<(String, Shared)> {
+        let slots: Vec<(String, Slot)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(n, s)| {
+                let c = s.try_lock().ok()?.clone()?;
+                Some((n, c))
+            })
+            .collect()
+    }
+}
+
+fn lock(c: &Shared) -> std::sync::MutexGuard<'_, Collection> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl CollectionStore for DirStore {
+    fn upsert(
+        &self,
+        name: &str,
+        docs: &[DocInput],
+        chunk: Option<(usize, usize)>,
+        max_documents: usize,
+    ) -> Result<Upserted> {
+        let c = self.collection(name, true)?;
+        let mut c = lock(&c);
+        let chunked;
+        let docs = match chunk {
+            Some((tokens, overlap)) => {
+                chunked = c.chunk_all(docs, tokens, overlap)?;
+                &chunked[..]
+            }
+            None => docs,
+        };
+        if docs.len() > max_documents {
+            return Err(RetrieveError::TooLarge(format!(
+                "the upload makes {} chunks; the limit (max_upload_documents) is {max_documents}",
+                docs.len()
+            )));
+        }
+        let indexed = c.upsert(docs)?;
+        Ok(Upserted {
+            indexed,
+            count: c.len(),
+        })
+    }
+
+    fn delete(&self, name: &str, id: &str) -> Result<Option<u64>> {
+        let c = self.collection(name, false)?;
+        let mut c = lock(&c);
+        let n = c.delete(&[id.to_string()])?;
+        Ok((n > 0).then(|| c.len()))
+    }
+
+    fn first_stage(&self, name: &str, req: &SearchRequest) -> Result<Candidates> {
+        let c = self.collection(name, false)?;
+        let mut c = lock(&c);
+        first_stage(&mut c, req)
+    }
+
+    fn flush(&self, wait: bool) {
+        for (name, c) in self.open_ones() {
+            let guard = if wait {
+                Some(lock(&c))
+            } else {
+                c.try_lock().ok()
+            };
+            if let Some(mut c) = guard {
+                if let Err(e) = c.flush() {
+                    eprintln!("crossrank: saving the dense index of collection {name}: {e}");
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            open: self.open_ones().len(),
+            embedders_loaded: self.embedders.loaded(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("crossrank-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn docs(n: usize) -> Vec<DocInput> {
+        (0..n)
+            .map(|i| {
+                DocInput::new(
+                    format!("d{i}"),
+                    format!("river number {i} flows to the sea"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_limits_uploads_deletes_and_searches_by_name() {
+        let dir = root("basic");
+        let store = DirStore::new(&dir, None, 2);
+        assert!(matches!(
+            store.upsert("bad name", &docs(1), None, 10),
+            Err(RetrieveError::Invalid(_))
+        ));
+        let up = store.upsert("a", &docs(3), None, 10).unwrap();
+        assert_eq!(
+            up,
+            Upserted {
+                indexed: 3,
+                count: 3
+            }
+        );
+        assert!(matches!(
+            store.upsert("b", &docs(11), None, 10),
+            Err(RetrieveError::TooLarge(_))
+        ));
+        store.upsert("b", &docs(1), None, 10).unwrap();
+        let e = store.upsert("c", &docs(1), None, 10).unwrap_err();
+        assert!(
+            matches!(&e, RetrieveError::Limit(m) if m.contains("max_collections")),
+            "{e}"
+        );
+        assert!(matches!(
+            store.first_stage("nope", &SearchRequest::default()),
+            Err(RetrieveError::NotFound(_))
+        ));
+        assert_eq!(store.delete("a", "d1").unwrap(), Some(2));
+        assert_eq!(store.delete("a", "d1").unwrap(), None);
+        let req = SearchRequest {
+            query: "river number 2".into(),
+            retriever: crate::pipeline::RetrieverKind::Bm25,
+            ..Default::default()
+        };
+        let got = store.first_stage("a", &req).unwrap();
+        assert_eq!(got.texts().len(), 2);
+        assert_eq!(store.stats().open, 2);
+        store.flush(true);
+        // A second store on the same root sees what the first acknowledged.
+        let again = DirStore::new(&dir, None, 2);
+        assert_eq!(again.delete("a", "d0").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn concurrent_first_opens_share_one_collection() {
+        let dir = root("concurrent");
+        let store = Arc::new(DirStore::new(&dir, None, 4));
+        store.upsert("x", &docs(1), None, 10).unwrap();
+        let fresh = Arc::new(DirStore::new(&dir, None, 4));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = fresh.clone();
+                std::thread::spawn(move || {
+                    s.upsert("x", &[DocInput::new(format!("t{i}"), "text")], None, 10)
+                        .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(fresh.stats().open, 1);
+        assert_eq!(fresh.delete("x", "d0").unwrap(), Some(4));
+    }
+}
