@@ -99,6 +99,15 @@ pub enum QuantizeArg {
     Int8,
 }
 
+impl From<QuantizeArg> for Quantize {
+    fn from(q: QuantizeArg) -> Quantize {
+        match q {
+            QuantizeArg::None => Quantize::None,
+            QuantizeArg::Int8 => Quantize::Int8,
+        }
+    }
+}
+
 /// Where the default model is: `$CROSSRANK_DEFAULT_MODEL`, beside the executable, or in the
 /// source tree the binary was built from.
 pub fn default_model_dir() -> Option<PathBuf> {
@@ -182,10 +191,7 @@ impl ModelArgs {
             max_length: self.max_length,
             threads: self.threads,
             max_batch_pairs: self.batch_size,
-            quantize: match self.quantize {
-                QuantizeArg::None => Quantize::None,
-                QuantizeArg::Int8 => Quantize::Int8,
-            },
+            quantize: self.quantize.into(),
             template: self.template.map(Template::from),
             ..Default::default()
         };

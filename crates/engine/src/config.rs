@@ -20,6 +20,17 @@ pub enum Architecture {
 }
 
 impl Architecture {
+    /// The name reports and `/info` show ("Bert", "XlmRoberta", "ModernBert", "Qwen3", "Qwen2").
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Bert => "Bert",
+            Architecture::XlmRoberta => "XlmRoberta",
+            Architecture::ModernBert => "ModernBert",
+            Architecture::Qwen3 => "Qwen3",
+            Architecture::Qwen2 => "Qwen2",
+        }
+    }
+
     /// Whether the model has rotary positions and its own `config.json` reader.
     pub fn is_rotary(self) -> bool {
         matches!(

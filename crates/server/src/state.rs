@@ -98,7 +98,7 @@ impl AppState {
                 },
                 metrics.clone(),
             );
-            let quantize = format!("{:?}", entry.quantize).to_lowercase();
+            let quantize = entry.quantize.name().to_string();
             models.push(ModelHandle {
                 name: entry.name.clone(),
                 backend: Backend::Local(LocalModel {

@@ -76,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
     // Achieved rate counts the FLOPs actually executed.
     let gflops = executed / 1e9 / (median / 1000.0);
     let report = serde_json::json!({
-        "engine": "crossrank", "quantize": format!("{:?}", args.model.quantize).to_lowercase(), "model": model.dir().display().to_string(), "workload": name,
+        "engine": "crossrank", "quantize": crossrank_engine::Quantize::from(args.model.quantize).name(), "model": model.dir().display().to_string(), "workload": name,
         "isa": crossrank_engine::kernels::isa().name(), "threads": threads, "pairs": pairs.len(),
         "tokens": tokens, "model_gflop_per_request": flops / 1e9,
         "executed_gflop_per_request": executed / 1e9, "repeat": args.repeat,

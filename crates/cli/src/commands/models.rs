@@ -29,7 +29,7 @@ fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
             let chain = dir.join("modules.json").is_file() && !c.has_classifier;
             serde_json::json!({
                 "source": source, "name": name, "path": dir.display().to_string(),
-                "architecture": format!("{:?}", c.architecture), "layers": c.num_layers,
+                "architecture": c.architecture.name(), "layers": c.num_layers,
                 "hidden": c.hidden_size, "labels": c.num_labels, "max_length": c.default_max_length(),
                 "positions": c.usable_positions(),
                 "template": match &template { Ok(t) => t.name().to_string(), Err(_) => "unknown (--template)".into() },

@@ -56,6 +56,16 @@ pub enum Quantize {
     Int8,
 }
 
+impl Quantize {
+    /// The name on the wire and on the command line ("none", "int8").
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantize::None => "none",
+            Quantize::Int8 => "int8",
+        }
+    }
+}
+
 struct Layer {
     qkv: Linear,
     /// Q and [K|V] as separate products, kept for the last layer, where only the first token

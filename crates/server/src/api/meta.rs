@@ -55,7 +55,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
                 json!({
                     "name": m.name,
                     "path": l.model.dir().display().to_string(),
-                    "architecture": format!("{:?}", cfg.architecture),
+                    "architecture": cfg.architecture.name(),
                     "labels": cfg.num_labels,
                     "template": l.model.template().name(),
                     "device": l.model.device(),
