@@ -5,6 +5,7 @@ pub mod collection;
 pub mod dense;
 pub mod embedders;
 pub mod hybrid;
+pub mod once_map;
 pub mod pipeline;
 pub mod scan;
 pub mod store;

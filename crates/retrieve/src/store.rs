@@ -8,9 +8,9 @@
 
 use crate::collection::{valid_name, Collection, DocInput};
 use crate::embedders::Embedders;
+use crate::once_map::OnceMap;
 use crate::pipeline::{first_stage, Candidates, SearchRequest};
 use crate::{Result, RetrieveError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +57,6 @@ pub trait CollectionStore: Send + Sync {
 }
 
 type Shared = Arc<Mutex<Collection>>;
-type Slot = Arc<Mutex<Option<Shared>>>;
 
 /// Collections in subdirectories of one root directory, opened on first use and kept open,
 /// sharing one bi-encoder per distinct embedder.
@@ -66,7 +65,7 @@ pub struct DirStore {
     embedder: Option<PathBuf>,
     max_collections: usize,
     embedders: Embedders,
-    slots: Mutex<HashMap<String, Slot>>,
+    opened: OnceMap<String, Shared>,
     /// Held while a new collection is counted and created, so two creations cannot both pass
     /// the `max_collections` check.
     creating: Mutex<()>,
@@ -81,7 +80,7 @@ impl DirStore {
             embedder: embedder.map(Path::to_path_buf),
             max_collections,
             embedders: Embedders::default(),
-            slots: Mutex::new(HashMap::new()),
+            opened: OnceMap::default(),
             creating: Mutex::new(()),
         }
     }
@@ -90,34 +89,8 @@ impl DirStore {
     /// name open it once; a failed open leaves nothing behind.
     fn collection(&self, name: &str, create: bool) -> Result<Shared> {
         valid_name(name)?;
-        let slot: Slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.to_string())
-            .or_default()
-            .clone();
-        let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = guard.as_ref() {
-            return Ok(c.clone());
-        }
-        match self.open(name, create) {
-            Ok(c) => {
-                *guard = Some(c.clone());
-                Ok(c)
-            }
-            Err(e) => {
-                drop(guard);
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(s) = slots.get(name) {
-                    let empty = s.lock().map(|g| g.is_none()).unwrap_or(true);
-                    if Arc::ptr_eq(s, &slot) && empty {
-                        slots.remove(name);
-                    }
-                }
-                Err(e)
-            }
-        }
+        self.opened
+            .get_or_try_init(&name.to_string(), || self.open(name, create))
     }
 
     fn open(&self, name: &str, create: bool) -> Result<Shared> {
@@ -150,20 +123,7 @@ impl DirStore {
     }
 
     fn open_ones(&self) -> Vec<(String, Shared)> {
-        let slots: Vec<(String, Slot)> = self
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect();
-        slots
-            .into_iter()
-            .filter_map(|(n, s)| {
-                let c = s.try_lock().ok()?.clone()?;
-                Some((n, c))
-            })
-            .collect()
+        self.opened.made()
     }
 }
 
