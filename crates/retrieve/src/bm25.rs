@@ -80,6 +80,27 @@ pub(crate) fn search_field(
     query: &str,
     k: usize,
 ) -> Result<Vec<(String, f32)>> {
+    Ok(search_docs(index, reader, text, query, k)?
+        .into_iter()
+        .map(|(doc, score)| {
+            let idv = doc
+                .get_first(id)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            (idv, score)
+        })
+        .collect())
+}
+
+/// BM25 search of `text` in `index`: the stored documents of the `k` best, with their scores.
+pub(crate) fn search_docs(
+    index: &Index,
+    reader: &IndexReader,
+    text: Field,
+    query: &str,
+    k: usize,
+) -> Result<Vec<(TantivyDocument, f32)>> {
     let mut analyzer = index.tokenizer_for_field(text)?;
     let mut stream = analyzer.token_stream(query);
     let mut terms: Vec<Term> = Vec::new();
@@ -105,13 +126,7 @@ pub(crate) fn search_field(
     let top = searcher.search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k))?;
     let mut out = Vec::with_capacity(top.len());
     for (score, addr) in top {
-        let doc: TantivyDocument = searcher.doc(addr)?;
-        let idv = doc
-            .get_first(id)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string();
-        out.push((idv, score));
+        out.push((searcher.doc(addr)?, score));
     }
     Ok(out)
 }

@@ -212,8 +212,12 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
         req.candidates.saturating_mul(10)
     };
     let mut docs = Vec::with_capacity(req.candidates.min(1024));
-    for (id, _) in c.retrieve(&req.query, r, depth)? {
-        if let Some(d) = c.get(&id)? {
+    for hit in c.retrieve_hits(&req.query, r, depth)? {
+        let doc = match hit.doc {
+            Some(d) => Some(d),
+            None => c.get(&hit.id)?,
+        };
+        if let Some(d) = doc {
             if req.filters.keep(&d) {
                 docs.push(d);
                 if docs.len() == req.candidates {

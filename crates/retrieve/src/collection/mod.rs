@@ -8,7 +8,7 @@
 //! The tantivy index stays the source of truth: a missing or stale `DIR/dense` (a kill -9
 //! before it was saved) is rebuilt from the stored embeddings on the next dense search.
 
-use crate::bm25::search_field;
+use crate::bm25::search_docs;
 use crate::dense::{AnnConfig, DenseIndex};
 use crate::hybrid::{fuse, HybridMode};
 use crate::{Result, RetrieveError};
@@ -50,6 +50,18 @@ pub fn valid_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// One first-stage hit: the id, the retriever's score, and the stored document when the
+/// retriever read it anyway (BM25), so that it is not looked up a second time.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Document id.
+    pub id: String,
+    /// The first stage's score (BM25, cosine or the fused score).
+    pub score: f32,
+    /// The stored document, if already read.
+    pub doc: Option<StoredDoc>,
 }
 
 /// Which first stage to run.
@@ -474,20 +486,64 @@ impl Collection {
         retriever: Retriever,
         k: usize,
     ) -> Result<Vec<(String, f32)>> {
-        // Never ask an index for more hits than there are documents: a request's `k` is not
-        // a size to allocate.
+        Ok(self
+            .retrieve_hits(query, retriever, k)?
+            .into_iter()
+            .map(|h| (h.id, h.score))
+            .collect())
+    }
+
+    /// Like [`Collection::retrieve`], with the stored document of each BM25 hit, read in the
+    /// same pass (dense-only hits carry none: fetch them with [`Collection::get`] as needed).
+    pub fn retrieve_hits(
+        &mut self,
+        query: &str,
+        retriever: Retriever,
+        k: usize,
+    ) -> Result<Vec<Hit>> {
         let k = k
             .min(usize::try_from(self.len()).unwrap_or(usize::MAX))
             .max(1);
-        let bm25 = |c: &Self, k| search_field(&c.index, &c.reader, c.f.id, c.f.body, query, k);
+        let bm25 = |c: &Self, k| -> Result<Vec<(StoredDoc, f32)>> {
+            Ok(search_docs(&c.index, &c.reader, c.f.body, query, k)?
+                .iter()
+                .map(|(d, s)| (c.stored(d), *s))
+                .collect())
+        };
+        let bare = |v: Vec<(String, f32)>| -> Vec<Hit> {
+            v.into_iter()
+                .map(|(id, score)| Hit {
+                    id,
+                    score,
+                    doc: None,
+                })
+                .collect()
+        };
         match retriever {
-            Retriever::Bm25 => bm25(self, k),
-            Retriever::Dense => self.dense_search(query, k),
+            Retriever::Bm25 => Ok(bm25(self, k)?
+                .into_iter()
+                .map(|(d, score)| Hit {
+                    id: d.id.clone(),
+                    score,
+                    doc: Some(d),
+                })
+                .collect()),
+            Retriever::Dense => Ok(bare(self.dense_search(query, k)?)),
             Retriever::Hybrid(mode) => {
                 let depth = k.max(100);
                 let b = bm25(self, depth)?;
                 let d = self.dense_search(query, depth)?;
-                Ok(fuse(&b, &d, mode, k))
+                let ids: Vec<(String, f32)> = b.iter().map(|(d, s)| (d.id.clone(), *s)).collect();
+                let mut docs: std::collections::HashMap<String, StoredDoc> =
+                    b.into_iter().map(|(d, _)| (d.id.clone(), d)).collect();
+                Ok(fuse(&ids, &d, mode, k)
+                    .into_iter()
+                    .map(|(id, score)| Hit {
+                        doc: docs.remove(&id),
+                        id,
+                        score,
+                    })
+                    .collect())
             }
         }
     }
