@@ -3,15 +3,15 @@
 //! optional `Normalize` module in `modules.json`; texts truncated to `max_seq_length` from
 //! `sentence_bert_config.json`. Runs on the same packed-token encoder as the cross-encoders.
 
-use crate::backend::batches;
+use crate::backend::{batches, CpuEncoder, EmbedBackend};
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
-use crate::models::encoder::{Encoder, PackedBatch, Quantize, Workspace};
+use crate::models::encoder::{Encoder, PackedBatch, Quantize};
 use crate::models::{encoder_prefixes, push_sequence};
 use crate::tokenize::PairTokenizer;
 use crate::weights::Weights;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// How token states become one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,12 +30,13 @@ pub enum Pooling {
 pub struct BiEncoder {
     dir: PathBuf,
     config: ModelConfig,
-    encoder: Encoder,
+    backend: Box<dyn EmbedBackend>,
     tokenizer: PairTokenizer,
     pooling: Pooling,
     normalize: bool,
-    pool: rayon::ThreadPool,
-    state: Mutex<(Workspace, PackedBatch)>,
+    /// Tokenisation threads (the CPU backend computes on the same pool).
+    pool: Arc<rayon::ThreadPool>,
+    batch: Mutex<PackedBatch>,
     max_batch_tokens: usize,
 }
 
@@ -120,19 +121,21 @@ impl BiEncoder {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?;
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?,
+        );
         Ok(BiEncoder {
             dir: dir.to_path_buf(),
+            backend: Box::new(CpuEncoder::new(encoder, config.hidden_size, pool.clone())),
             config,
-            encoder,
             tokenizer,
             pooling,
             normalize,
             pool,
-            state: Mutex::new((Workspace::default(), PackedBatch::default())),
+            batch: Mutex::new(PackedBatch::default()),
             max_batch_tokens: 16_384,
         })
     }
@@ -161,7 +164,6 @@ impl BiEncoder {
     /// Embeds texts, in input order.
     pub fn embed<T: AsRef<str> + Sync>(&self, texts: &[T]) -> Result<Vec<Vec<f32>>> {
         let encoded = self.pool.install(|| self.tokenizer.encode_texts(texts))?;
-        let h = self.config.hidden_size;
         let mut out = Vec::with_capacity(texts.len());
         for (i, e) in encoded.iter().enumerate() {
             // A tokenizer without a post-processor gives no tokens for an empty text, and a
@@ -184,48 +186,13 @@ impl BiEncoder {
             }
         }
         let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (ws, batch) = &mut *guard;
+        let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
         for range in batches(&lengths, self.max_batch_tokens, usize::MAX) {
             batch.clear();
             for e in &encoded[range] {
-                push_sequence(&self.config, batch, &e.ids, &e.type_ids);
+                push_sequence(&self.config, &mut batch, &e.ids, &e.type_ids);
             }
-            self.pool.install(|| self.encoder.forward(batch, ws));
-            for s in 0..batch.sequences() {
-                let rows = &ws.x[batch.offsets[s] * h..batch.offsets[s + 1] * h];
-                let n = (batch.offsets[s + 1] - batch.offsets[s]).max(1);
-                let mut v = vec![0.0f32; h];
-                match self.pooling {
-                    Pooling::Cls => v.copy_from_slice(&rows[..h]),
-                    Pooling::Max => {
-                        v.fill(f32::NEG_INFINITY);
-                        for r in rows.chunks_exact(h) {
-                            for (a, b) in v.iter_mut().zip(r) {
-                                *a = a.max(*b);
-                            }
-                        }
-                    }
-                    Pooling::Mean | Pooling::MeanSqrtLen => {
-                        for r in rows.chunks_exact(h) {
-                            for (a, b) in v.iter_mut().zip(r) {
-                                *a += b;
-                            }
-                        }
-                        let d = if self.pooling == Pooling::Mean {
-                            n as f32
-                        } else {
-                            (n as f32).sqrt()
-                        };
-                        v.iter_mut().for_each(|a| *a /= d);
-                    }
-                }
-                if self.normalize {
-                    let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
-                    v.iter_mut().for_each(|a| *a /= norm);
-                }
-                out.push(v);
-            }
+            out.extend(self.backend.embed(&batch, self.pooling, self.normalize)?);
         }
         Ok(out)
     }

@@ -3,12 +3,14 @@
 //! on a packed batch. The CPU implementation is [`CpuBackend`]; another device is an added
 //! file here that implements the same trait (the CUDA issue's backend).
 //!
-//! [`batches`] is the one batching rule both the cross-encoder and the bi-encoder use.
+//! [`EmbedBackend`] is the same seam for bi-encoders (encoder + pooling). [`batches`] is the one
+//! batching rule both the cross-encoder and the bi-encoder use.
 
 mod cpu;
 
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, CpuEncoder};
 
+use crate::bi_encoder::Pooling;
 use crate::error::Result;
 use crate::models::encoder::PackedBatch;
 use std::ops::Range;
@@ -23,6 +25,19 @@ pub trait Backend: Send + Sync {
     fn classify(&self, batch: &PackedBatch) -> Result<Vec<Vec<f32>>>;
     /// (nominal, executed) FLOPs of one sequence of `len` tokens.
     fn flops(&self, len: usize) -> (f64, f64);
+}
+
+/// Runs an encoder to pooled sentence embeddings on some device (the bi-encoders' seam).
+pub trait EmbedBackend: Send + Sync {
+    /// The device, as `--device` names it ("cpu").
+    fn device(&self) -> String;
+    /// One pooled vector per sequence of `batch`, L2-normalised when `normalize`.
+    fn embed(
+        &self,
+        batch: &PackedBatch,
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>>;
 }
 
 /// Consecutive ranges of items, each at most `max_tokens` tokens and `max_items` items long;
