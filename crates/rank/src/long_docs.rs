@@ -113,25 +113,24 @@ pub fn prepare<D: AsRef<str>>(
     policy: LongDocs,
 ) -> Result<Prepared, RankError> {
     let max_len = model.max_length();
-    let whole = |model: &CrossEncoder| -> Result<Prepared, RankError> {
+    // One pair per document, for every policy but chunking.
+    let whole = |direction: Direction| -> Result<Prepared, RankError> {
         let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, d.as_ref())).collect();
+        // A prompt template truncates its own way (the document's end), whatever the direction.
+        let pairs = if direction == Direction::Left && model.template() == Template::None {
+            model
+                .tokenizer()
+                .encode_pairs_from(&pairs, Direction::Left)?
+        } else {
+            model.tokenize_with(&pairs, instruction)?
+        };
         Ok(Prepared {
-            pairs: model.tokenize_with(&pairs, instruction)?,
+            pairs,
             owners: Owners::one_each(documents.len()),
         })
     };
     match policy {
-        // A prompt template truncates its own way (the document's end).
-        LongDocs::Truncate(Direction::Left) if model.template() == Template::None => {
-            let pairs: Vec<(&str, &str)> = documents.iter().map(|d| (query, d.as_ref())).collect();
-            Ok(Prepared {
-                pairs: model
-                    .tokenizer()
-                    .encode_pairs_from(&pairs, Direction::Left)?,
-                owners: Owners::one_each(documents.len()),
-            })
-        }
-        LongDocs::Truncate(_) => whole(model),
+        LongDocs::Truncate(direction) => whole(direction),
         LongDocs::Reject => {
             for (index, d) in documents.iter().enumerate() {
                 let tokens = model.untruncated_len(query, d.as_ref(), instruction)?;
@@ -143,7 +142,7 @@ pub fn prepare<D: AsRef<str>>(
                     });
                 }
             }
-            whole(model)
+            whole(Direction::Right)
         }
         LongDocs::Chunk {
             max_tokens,

@@ -40,9 +40,8 @@ impl Provider for Crossrank {
     fn body(&self, query: &str, docs: &[&str]) -> Value {
         json!({"query": query, "documents": docs, "model": self.model, "return_documents": false})
     }
-    fn refuse_long(&self, body: &mut Value) -> bool {
-        body["truncation"] = Value::Bool(false);
-        true
+    fn truncation_switch(&self) -> Option<&'static str> {
+        Some("truncation")
     }
     fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String> {
         parse_results(v, "results", "relevance_score")

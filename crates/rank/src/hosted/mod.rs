@@ -41,10 +41,10 @@ pub(crate) trait Provider: Send + Sync {
     fn endpoint(&self, base: &str) -> String;
     /// Request body for one call.
     fn body(&self, query: &str, docs: &[&str]) -> Value;
-    /// Turns `body` into a call that refuses documents over the model's window instead of
-    /// truncating them; false (the default) when the provider has no such switch.
-    fn refuse_long(&self, _body: &mut Value) -> bool {
-        false
+    /// The body field that, set to `false`, makes the provider refuse documents over the
+    /// model's window instead of truncating them; None (the default) when it has no such switch.
+    fn truncation_switch(&self) -> Option<&'static str> {
+        None
     }
     /// (index within the call, score) from a response body.
     fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String>;
@@ -223,11 +223,8 @@ impl HostedReranker {
         let name = self.provider.name();
         let url = self.provider.endpoint(&self.base);
         let mut body = self.provider.body(query, docs);
-        if refuse_long && !self.provider.refuse_long(&mut body) {
-            return Err(RankError::Unsupported(format!(
-                "{name} has no switch to refuse long documents (truncation: false); \
-                 it truncates or chunks them itself"
-            )));
+        if let Some(switch) = self.provider.truncation_switch().filter(|_| refuse_long) {
+            body[switch] = Value::Bool(false);
         }
         let mut attempt = 0u32;
         loop {
@@ -394,6 +391,13 @@ impl Reranker for HostedReranker {
             return Ok(Vec::new());
         }
         let refuse_long = opts.long_docs == Some(LongDocs::Reject);
+        if refuse_long && self.provider.truncation_switch().is_none() {
+            return Err(RankError::Unsupported(format!(
+                "{} has no switch to refuse long documents (truncation: false); \
+                 it truncates or chunks them itself",
+                self.provider.name()
+            )));
+        }
         let calls = self.chunks(query, documents);
         let mut scores = vec![0.0f32; documents.len()];
         let mut results: Vec<Option<Result<Vec<f32>, RankError>>> =

@@ -21,9 +21,8 @@ impl Provider for Tei {
     fn body(&self, query: &str, docs: &[&str]) -> Value {
         json!({"query": query, "texts": docs, "truncate": true, "raw_scores": false})
     }
-    fn refuse_long(&self, body: &mut Value) -> bool {
-        body["truncate"] = Value::Bool(false);
-        true
+    fn truncation_switch(&self) -> Option<&'static str> {
+        Some("truncate")
     }
     fn parse(&self, v: &Value) -> Result<Vec<(usize, f32)>, String> {
         parse_items(

@@ -100,6 +100,16 @@ pub struct Collection {
     dense_dirty: bool,
 }
 
+/// Writes `DIR/collection.json`.
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let mpath = dir.join(MANIFEST);
+    std::fs::write(
+        &mpath,
+        serde_json::to_string_pretty(manifest).unwrap_or_default(),
+    )
+    .map_err(|e| io(&mpath, e))
+}
+
 fn io(path: &Path, e: impl std::fmt::Display) -> RetrieveError {
     RetrieveError::Io {
         path: path.display().to_string(),
@@ -123,12 +133,7 @@ impl Collection {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let mpath = dir.join(MANIFEST);
-        std::fs::write(
-            &mpath,
-            serde_json::to_string_pretty(manifest).unwrap_or_default(),
-        )
-        .map_err(|e| io(&mpath, e))
+        write_manifest(dir, manifest)
     }
 
     /// Opens `dir`, creating it if needed. `embedder` sets the bi-encoder of a new collection
@@ -271,12 +276,7 @@ impl Collection {
     }
 
     fn save_manifest(&self) -> Result<()> {
-        let mpath = self.dir.join(MANIFEST);
-        std::fs::write(
-            &mpath,
-            serde_json::to_string_pretty(&self.manifest).unwrap_or_default(),
-        )
-        .map_err(|e| io(&mpath, e))
+        write_manifest(&self.dir, &self.manifest)
     }
 
     fn validate(&self, docs: &[DocInput]) -> Result<()> {
