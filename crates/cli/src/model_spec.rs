@@ -146,10 +146,10 @@ impl ModelArgs {
     /// The reranker these arguments name: hosted for a provider spec, else the local model.
     pub fn reranker(&self) -> Result<Box<dyn Reranker>> {
         if let Some(spec) = self.model.as_deref().filter(|s| is_hosted_spec(s)) {
-            return Ok(Box::new(HostedReranker::from_spec(
-                spec,
-                HostedOptions::default(),
-            )?));
+            return Ok(Box::new(
+                HostedReranker::from_spec(spec, HostedOptions::default())?
+                    .with_long_docs(self.long_docs()),
+            ));
         }
         Ok(Box::new(
             LocalReranker::new(self.load()?)

@@ -356,10 +356,14 @@ fn voyage_jina_and_tei_wire_formats() {
         ..Default::default()
     };
     assert_eq!(v.score_with("q", &["a"], &reject).unwrap().len(), 1);
+    // ... and as the reranker's own policy (the CLI's --long-docs reject).
+    let v = v.with_long_docs(LongDocs::Reject);
+    assert_eq!(v.score("q", &["a"]).unwrap().len(), 1);
     let seen = f.seen.lock().unwrap();
     assert_eq!(seen[0].0["top_k"], 2);
     assert_eq!(seen[0].0["truncation"], true);
     assert_eq!(seen[1].0["truncation"], false);
+    assert_eq!(seen[2].0["truncation"], false);
     drop(seen);
 
     let e = HostedReranker::from_spec(

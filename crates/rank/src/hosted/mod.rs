@@ -103,6 +103,7 @@ pub struct HostedReranker {
     key: Option<String>,
     base: String,
     opts: HostedOptions,
+    long_docs: LongDocs,
 }
 
 /// Whether `spec` names a hosted reranker.
@@ -187,7 +188,15 @@ impl HostedReranker {
             key,
             base,
             opts,
+            long_docs: LongDocs::default(),
         })
+    }
+
+    /// Handles long documents this way unless a request says otherwise (see
+    /// [`Reranker::score_with`]: only [`LongDocs::Reject`] changes what is sent).
+    pub fn with_long_docs(mut self, long_docs: LongDocs) -> Self {
+        self.long_docs = long_docs;
+        self
     }
 
     /// Splits documents into calls under the provider's limits: (start, end) ranges.
@@ -390,7 +399,7 @@ impl Reranker for HostedReranker {
         if documents.is_empty() {
             return Ok(Vec::new());
         }
-        let refuse_long = opts.long_docs == Some(LongDocs::Reject);
+        let refuse_long = opts.long_docs.unwrap_or(self.long_docs) == LongDocs::Reject;
         if refuse_long && self.provider.truncation_switch().is_none() {
             return Err(RankError::Unsupported(format!(
                 "{} has no switch to refuse long documents (truncation: false); \
