@@ -7,10 +7,11 @@ use common::*;
 use crossrank_engine::{CrossEncoder, CrossEncoderOptions};
 use crossrank_eval::metrics::{evaluate, MetricSpec};
 use crossrank_eval::run::Run;
-use crossrank_rank::{LocalReranker, Reranker};
+use crossrank_rank::{LocalReranker, ScoreOptions};
 use crossrank_retrieve::collection::{Collection, DocInput, Retriever};
 use crossrank_retrieve::hybrid::HybridMode;
 use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
+use crossrank_retrieve::store::DirStore;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -251,7 +252,10 @@ fn scifact_subset_quality_of_every_configuration() {
         recall.insert(name, e["recall@50"]);
         table.push((name, e["ndcg@10"], e["recall@50"]));
     }
-    // The shipped pipeline: hybrid first stage, the top 20 reranked, fused and cut.
+    // The shipped pipeline through the directory store: hybrid first stage, the top 20
+    // reranked, fused and cut.
+    drop(c);
+    let (store, name) = DirStore::single(&dir, None, true);
     let reranker = LocalReranker::new(
         CrossEncoder::load(
             &shared().join("models/minilm-l6-rerank"),
@@ -268,14 +272,14 @@ fn scifact_subset_quality_of_every_configuration() {
             retriever: RetrieverKind::Hybrid,
             ..Default::default()
         };
-        let resp = search(&mut c, &req, now_unix(), |q, texts| {
-            Ok(reranker
-                .score(q, texts)
-                .unwrap()
-                .iter()
-                .map(|r| r.score as f64)
-                .collect())
-        })
+        let resp = search(
+            &store,
+            &name,
+            &req,
+            now_unix(),
+            &reranker,
+            &ScoreOptions::default(),
+        )
         .unwrap();
         assert_eq!(resp.results.len(), 20, "{qid}: every candidate comes back");
         run.insert(
@@ -354,6 +358,45 @@ fn server_collection_routes() {
             .all(|r| r["source"] == "docs"),
         "{v}"
     );
+    // The hybrid fusion per request: a weighted sum with all weight on one list takes that
+    // list's candidates; bad modes and weights are refused.
+    let ids = |body: Value| -> Vec<String> {
+        let (st, v, _) = srv.post("/v1/collections/demo/search", &body);
+        assert_eq!(st, 200, "{v}");
+        let mut ids: Vec<String> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let q = "how do rivers reach the sea";
+    for (weight, alone) in [(1.0, "bm25"), (0.0, "dense")] {
+        let fused = ids(serde_json::json!({"query": q, "candidates": 3,
+            "hybrid": {"mode": "weighted", "bm25_weight": weight}}));
+        let single = ids(serde_json::json!({"query": q, "candidates": 3, "retriever": alone}));
+        assert_eq!(fused, single, "bm25_weight {weight} vs {alone}");
+    }
+    let rrf =
+        ids(serde_json::json!({"query": q, "candidates": 3, "hybrid": {"mode": "rrf", "k": 1}}));
+    assert_eq!(rrf.len(), 3);
+    for (hybrid, status) in [
+        (
+            serde_json::json!({"mode": "weighted", "bm25_weight": 2}),
+            400,
+        ),
+        (serde_json::json!({"mode": "rrf", "k": 0}), 400),
+        (serde_json::json!({"mode": "nope"}), 422),
+    ] {
+        let (st, v, _) = srv.post(
+            "/v1/collections/demo/search",
+            &serde_json::json!({"query": q, "hybrid": hybrid}),
+        );
+        assert_eq!(st, status, "{hybrid}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("hybrid"), "{v}");
+    }
     let (_, v, _) = srv.post(
         "/v1/collections/demo/search",
         &serde_json::json!({"query": "what is the boiling point of mercury", "min_score": 0.5}),

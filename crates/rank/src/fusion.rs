@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 
 /// Weights of the signals.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct FusionWeights {
     /// Cross-encoder relevance.
@@ -43,6 +44,7 @@ impl Default for FusionWeights {
 
 /// Fusion settings (TOML or per request); every field has a default.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct FusionConfig {
     /// Signal weights.
@@ -89,6 +91,7 @@ pub struct FusionInput {
 
 /// Every signal of one result.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Breakdown {
     /// Reranker score.
     pub relevance: f64,

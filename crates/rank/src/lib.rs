@@ -7,6 +7,9 @@ pub mod long_docs;
 
 use crossrank_engine::{CrossEncoder, EngineError};
 use long_docs::LongDocs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Errors of a reranker.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +27,28 @@ pub enum RankError {
         /// The model's window.
         max: usize,
     },
+    /// The request is over a size limit of the reranker (tokens per request, ...).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request cannot be served as asked (a policy the provider cannot apply, ...).
     #[error("{0}")]
     Unsupported(String),
-    /// A bug: an invariant of this crate did not hold.
+    /// A bug (an invariant did not hold), or the engine failed on a batch.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The reranker is busy: the request was not admitted (a full queue, a deadline it would
+    /// miss). Retrying after `retry_after` seconds may succeed.
+    #[error("{message}")]
+    Overloaded {
+        /// What is busy, and how.
+        message: String,
+        /// Seconds until the backlog is expected to drain.
+        retry_after: u64,
+    },
+    /// The reranker could not answer: its worker stopped, the deadline passed, or the request
+    /// was cancelled.
+    #[error("{0}")]
+    Unavailable(String),
     /// A hosted provider failed (after retries, where retrying made sense).
     #[error("{provider}{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Provider {
@@ -70,6 +89,70 @@ pub struct ScoreOptions {
     pub long_docs: Option<LongDocs>,
     /// Instruction for models whose prompt template takes one (ignored by the others).
     pub instruction: Option<String>,
+    /// Answer by then or fail with [`RankError::Unavailable`] (rerankers that wait on a queue
+    /// honour it; a local model scoring in the caller's thread just finishes).
+    pub deadline: Option<Instant>,
+    /// Set when the caller has gone (a client disconnected): queued work not yet started is
+    /// dropped.
+    pub cancel: Option<Cancel>,
+}
+
+/// A cancellation flag shared between a caller and a reranker; equal when it is the same flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Cancels: work not yet started is dropped.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// The flag itself, for a queue that checks it.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+    /// A guard that cancels when dropped, unless [`CancelOnDrop::disarm`]ed first: hold it in
+    /// a future so that dropping the future (a client gone) cancels the work.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Some(self.clone()))
+    }
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// See [`Cancel::on_drop`].
+#[derive(Debug)]
+pub struct CancelOnDrop(Option<Cancel>);
+
+impl CancelOnDrop {
+    /// The work finished: dropping the guard no longer cancels.
+    pub fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.cancel();
+        }
+    }
+}
+
+/// Scores with accounting, as [`Reranker::score_detailed`] returns them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// One per document, input order.
+    pub ranked: Vec<Ranked>,
+    /// Tokens scored (every chunk, special tokens included; an estimate for hosted rerankers).
+    pub tokens: usize,
 }
 
 /// Anything that scores documents against a query.
@@ -80,13 +163,24 @@ pub trait Reranker: Send + Sync {
     fn score_kind(&self) -> ScoreKind {
         ScoreKind::Probability
     }
+    /// Scores every document, in input order, with per-request options, and counts the tokens
+    /// scored. The one method an implementation must provide.
+    fn score_detailed(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Scored, RankError>;
+
     /// Scores every document, in input order, with per-request options.
     fn score_with(
         &self,
         query: &str,
         documents: &[&str],
         opts: &ScoreOptions,
-    ) -> Result<Vec<Ranked>, RankError>;
+    ) -> Result<Vec<Ranked>, RankError> {
+        Ok(self.score_detailed(query, documents, opts)?.ranked)
+    }
 
     /// Scores every document, in input order, with the reranker's own defaults.
     fn score(&self, query: &str, documents: &[&str]) -> Result<Vec<Ranked>, RankError> {
@@ -156,17 +250,20 @@ impl Reranker for LocalReranker {
         self.model.dir().display().to_string()
     }
 
-    fn score_with(
+    fn score_detailed(
         &self,
         query: &str,
         documents: &[&str],
         opts: &ScoreOptions,
-    ) -> Result<Vec<Ranked>, RankError> {
+    ) -> Result<Scored, RankError> {
         let instruction = opts.instruction.as_deref().or(self.instruction.as_deref());
         let policy = opts.long_docs.unwrap_or(self.long_docs);
         let prepared = long_docs::prepare(&self.model, query, documents, instruction, policy)?;
         let predictions = self.model.predict_encoded(&prepared.pairs)?;
-        prepared.owners.fold(&predictions)
+        Ok(Scored {
+            tokens: prepared.tokens(),
+            ranked: prepared.owners.fold(&predictions)?,
+        })
     }
 }
 

@@ -1,10 +1,15 @@
 //! Hybrid retrieval: reciprocal rank fusion (k = 60 by default) or a weighted sum of min-max
 //! normalised scores, over the BM25 and dense lists.
 
+use crate::{Result, RetrieveError};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// How to combine the lists.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How to combine the lists; in JSON `{"mode": "rrf", "k": 60}` or
+/// `{"mode": "weighted", "bm25_weight": 0.3}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "mode", rename_all = "lowercase")]
 pub enum HybridMode {
     /// sum over lists of 1 / (k + rank).
     Rrf {
@@ -21,6 +26,23 @@ pub enum HybridMode {
 impl Default for HybridMode {
     fn default() -> Self {
         HybridMode::Rrf { k: 60.0 }
+    }
+}
+
+impl HybridMode {
+    /// Refuses a k that is not a positive finite number and a weight outside [0, 1].
+    pub fn validate(self) -> Result<Self> {
+        match self {
+            HybridMode::Rrf { k } if !(k.is_finite() && k > 0.0) => Err(RetrieveError::Invalid(
+                format!("hybrid.k must be a positive number, not {k}"),
+            )),
+            HybridMode::Weighted { bm25_weight } if !(0.0..=1.0).contains(&bm25_weight) => {
+                Err(RetrieveError::Invalid(format!(
+                    "hybrid.bm25_weight must be from 0 to 1, not {bm25_weight}"
+                )))
+            }
+            m => Ok(m),
+        }
     }
 }
 

@@ -1,18 +1,21 @@
 //! The two-stage search over a collection: first stage, rerank, fusion, abstention, with the
-//! time of each stage. The one search path: the CLI and the tests call [`search`] with a
-//! blocking reranker; the server calls [`first_stage`] under the collection's lock and then
-//! [`Candidates::finish_async`] with its batching queue, so concurrent searches rerank side by
-//! side. Both end in the same private fusion step.
+//! time of each stage. [`search`] is the one search path: the CLI, the server and the tests
+//! call it with a store, a collection name and a [`Reranker`] (the CLI's local model, the
+//! server's batching queue, a hosted API). The store holds whatever it locks only for the
+//! first stage, so concurrent searches rerank side by side.
 
 use crate::collection::{body, Collection, Retriever, StoredDoc};
 use crate::hybrid::HybridMode;
+use crate::store::CollectionStore;
 use crate::{Result, RetrieveError};
 use crossrank_rank::fusion::{abstain, Breakdown, FusionConfig, FusionInput};
+use crossrank_rank::{Reranker, ScoreOptions};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Exact-match filters applied to first-stage candidates.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Filters {
     /// Keep only this source.
@@ -20,6 +23,7 @@ pub struct Filters {
     /// Keep only chunks of this parent document.
     pub doc_id: Option<String>,
     /// Keep only documents whose metadata has these key/value pairs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -42,6 +46,7 @@ impl Filters {
 /// A search request (CLI flags or the server's JSON body); every field but the query has a
 /// default.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct SearchRequest {
     /// The query.
@@ -52,6 +57,8 @@ pub struct SearchRequest {
     pub candidates: usize,
     /// The first stage.
     pub retriever: RetrieverKind,
+    /// How `hybrid` combines the BM25 and dense lists (default: RRF, k = 60).
+    pub hybrid: HybridMode,
     /// Filters on the candidates.
     pub filters: Filters,
     /// Fusion settings.
@@ -67,6 +74,7 @@ impl Default for SearchRequest {
             top_k: 10,
             candidates: 50,
             retriever: RetrieverKind::Hybrid,
+            hybrid: HybridMode::default(),
             filters: Filters::default(),
             fusion: FusionConfig::default(),
             min_score: None,
@@ -76,6 +84,7 @@ impl Default for SearchRequest {
 
 /// One result.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     /// Id.
     pub id: String,
@@ -94,11 +103,13 @@ pub struct SearchHit {
     /// Date.
     pub updated_at: Option<String>,
     /// Metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
 }
 
 /// Milliseconds per stage.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Timings {
     /// First stage (and fetching the candidates).
     pub retrieve: f64,
@@ -110,6 +121,7 @@ pub struct Timings {
 
 /// The best candidate, named when abstaining.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Best {
     /// Id.
     pub id: String,
@@ -121,6 +133,7 @@ pub struct Best {
 
 /// A search answer.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     /// Whether a candidate reaches `min_score` (always true without one, if any candidate).
     pub answerable: bool,
@@ -140,16 +153,17 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// The first stage a request names: `bm25`, `dense` or `hybrid` (RRF, k = 60) in JSON, TOML
-/// and on the command line.
+/// The first stage a request names: `bm25`, `dense` or `hybrid` (fused as
+/// [`SearchRequest::hybrid`] says) in JSON, TOML and on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RetrieverKind {
     /// BM25 on tantivy.
     Bm25,
     /// The bi-encoder's dense index.
     Dense,
-    /// Both, fused by reciprocal rank (k = 60).
+    /// Both, fused (reciprocal rank by default).
     #[default]
     Hybrid,
 }
@@ -165,29 +179,43 @@ impl RetrieverKind {
     }
 }
 
-impl From<RetrieverKind> for Retriever {
-    fn from(k: RetrieverKind) -> Retriever {
-        match k {
+impl RetrieverKind {
+    /// The retriever, hybrid fused by `mode`.
+    pub fn with_mode(self, mode: HybridMode) -> Retriever {
+        match self {
             RetrieverKind::Bm25 => Retriever::Bm25,
             RetrieverKind::Dense => Retriever::Dense,
-            RetrieverKind::Hybrid => Retriever::Hybrid(HybridMode::default()),
+            RetrieverKind::Hybrid => Retriever::Hybrid(mode),
         }
     }
 }
 
-/// Runs the pipeline; `rerank(query, texts)` returns a relevance in [0, 1] per text.
+impl From<RetrieverKind> for Retriever {
+    /// Hybrid with the default fusion (RRF, k = 60).
+    fn from(k: RetrieverKind) -> Retriever {
+        k.with_mode(HybridMode::default())
+    }
+}
+
+/// Runs the pipeline over collection `name` of `store`: the first stage, then `reranker`
+/// (with `opts`: deadline, cancellation, long-document policy) on the candidates, fusion and
+/// the abstention rule. Blocks; async callers run it on a blocking thread.
 pub fn search(
-    c: &mut Collection,
+    store: &dyn CollectionStore,
+    name: &str,
     req: &SearchRequest,
     now_unix: i64,
-    rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
+    reranker: &dyn Reranker,
+    opts: &ScoreOptions,
 ) -> Result<SearchResponse> {
-    first_stage(c, req)?.finish(req, now_unix, rerank)
+    store
+        .first_stage(name, req)?
+        .finish(req, now_unix, reranker, opts)
 }
 
 /// The first stage's candidates (stored documents after filters), ready for the rest of the
-/// pipeline, which no longer needs the collection: a server holds a collection's lock only
-/// for [`first_stage`], so concurrent searches rerank side by side.
+/// pipeline, which no longer needs the collection. A store builds them with [`first_stage`]
+/// (over a [`Collection`]) or [`Candidates::new`] (its own retrieval).
 pub struct Candidates {
     docs: Vec<StoredDoc>,
     retrieve_ms: f64,
@@ -203,7 +231,7 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
             "top_k and candidates must be >= 1".into(),
         ));
     }
-    let r = Retriever::from(req.retriever);
+    let r = req.retriever.with_mode(req.hybrid.validate()?);
     let t0 = Instant::now();
     // Filters apply after the first stage, so look deeper when filtering.
     let depth = if req.filters.is_empty() {
@@ -233,6 +261,11 @@ pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates
 }
 
 impl Candidates {
+    /// Candidates a store retrieved itself, best first, filters applied, taking `retrieve_ms`.
+    pub fn new(docs: Vec<StoredDoc>, retrieve_ms: f64) -> Self {
+        Candidates { docs, retrieve_ms }
+    }
+
     /// The texts the reranker reads (title and text), in candidate order.
     pub fn texts(&self) -> Vec<String> {
         self.docs
@@ -241,13 +274,14 @@ impl Candidates {
             .collect()
     }
 
-    /// Reranks with `rerank(query, texts)` (one relevance in [0, 1] per text), fuses and
+    /// Reranks the candidates with `reranker` (relevance = its score in [0, 1]), fuses and
     /// applies the abstention rule.
     pub fn finish(
         self,
         req: &SearchRequest,
         now_unix: i64,
-        rerank: impl FnOnce(&str, &[&str]) -> Result<Vec<f64>>,
+        reranker: &dyn Reranker,
+        opts: &ScoreOptions,
     ) -> Result<SearchResponse> {
         let t1 = Instant::now();
         let texts = self.texts();
@@ -255,36 +289,14 @@ impl Candidates {
         let relevance = if refs.is_empty() {
             Vec::new()
         } else {
-            rerank(&req.query, &refs)?
+            reranker
+                .score_with(&req.query, &refs, opts)?
+                .iter()
+                .map(|r| r.score as f64)
+                .collect()
         };
         let rerank_ms = t1.elapsed().as_secs_f64() * 1e3;
         self.fuse(req, now_unix, relevance, rerank_ms)
-    }
-
-    /// [`Candidates::finish`] with an asynchronous reranker (the server's batching queue):
-    /// `rerank(query, texts)` is awaited, so nothing is held while the model runs.
-    pub async fn finish_async<F, Fut, E>(
-        self,
-        req: &SearchRequest,
-        now_unix: i64,
-        rerank: F,
-    ) -> std::result::Result<SearchResponse, RerankFailed<E>>
-    where
-        F: FnOnce(String, Vec<String>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<Vec<f64>, E>>,
-    {
-        let t1 = Instant::now();
-        let texts = self.texts();
-        let relevance = if texts.is_empty() {
-            Vec::new()
-        } else {
-            rerank(req.query.clone(), texts)
-                .await
-                .map_err(RerankFailed::Rerank)?
-        };
-        let rerank_ms = t1.elapsed().as_secs_f64() * 1e3;
-        self.fuse(req, now_unix, relevance, rerank_ms)
-            .map_err(RerankFailed::Pipeline)
     }
 
     /// Fuses relevances (one per text of [`Candidates::texts`], taking `rerank_ms`) and
@@ -354,14 +366,4 @@ impl Candidates {
             },
         })
     }
-}
-
-/// Why [`Candidates::finish_async`] failed: the reranker (its own error, kept as it is so a
-/// server can answer 429 / 503 / 4xx as the reranker said) or the pipeline after it.
-#[derive(Debug)]
-pub enum RerankFailed<E> {
-    /// The reranker failed.
-    Rerank(E),
-    /// Fusion or abstention failed.
-    Pipeline(RetrieveError),
 }

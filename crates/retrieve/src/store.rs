@@ -62,6 +62,10 @@ type Shared = Arc<Mutex<Collection>>;
 /// sharing one bi-encoder per distinct embedder.
 pub struct DirStore {
     root: PathBuf,
+    /// Set by [`DirStore::single`]: the one collection served, at this directory.
+    single: Option<PathBuf>,
+    /// Whether opening a collection loads its bi-encoder (needed for dense search and writes).
+    load_embedders: bool,
     embedder: Option<PathBuf>,
     max_collections: usize,
     embedders: Embedders,
@@ -77,6 +81,8 @@ impl DirStore {
     pub fn new(root: &Path, embedder: Option<&Path>, max_collections: usize) -> DirStore {
         DirStore {
             root: root.to_path_buf(),
+            single: None,
+            load_embedders: true,
             embedder: embedder.map(Path::to_path_buf),
             max_collections,
             embedders: Embedders::default(),
@@ -85,23 +91,59 @@ impl DirStore {
         }
     }
 
+    /// A store of the one collection in directory `dir` (the CLI's `--collection DIR`, any
+    /// directory name), which callers name by the string this returns. `load_embedder`: load
+    /// the collection's bi-encoder (dense and hybrid search, writes); a BM25 search need not.
+    pub fn single(dir: &Path, embedder: Option<&Path>, load_embedder: bool) -> (DirStore, String) {
+        let name = dir.display().to_string();
+        let store = DirStore {
+            single: Some(dir.to_path_buf()),
+            load_embedders: load_embedder,
+            ..DirStore::new(dir, embedder, usize::MAX)
+        };
+        (store, name)
+    }
+
     /// The open collection `name`; `create` makes it if missing. Concurrent first calls for one
     /// name open it once; a failed open leaves nothing behind.
     fn collection(&self, name: &str, create: bool) -> Result<Shared> {
-        valid_name(name)?;
+        match &self.single {
+            Some(dir) if dir.display().to_string() != name => {
+                return Err(RetrieveError::NotFound(format!(
+                    "this store holds only the collection {}",
+                    dir.display()
+                )))
+            }
+            Some(_) => {}
+            None => valid_name(name)?,
+        }
         self.opened
             .get_or_try_init(&name.to_string(), || self.open(name, create))
     }
 
     fn open(&self, name: &str, create: bool) -> Result<Shared> {
-        let dir = self.root.join(name);
+        let dir = match &self.single {
+            Some(d) => d.clone(),
+            None => self.root.join(name),
+        };
         let embedder = self.embedder.as_deref();
+        let embedders = self.load_embedders.then_some(&self.embedders);
         if Collection::exists(&dir) {
-            let c = Collection::open_shared(&dir, embedder, Some(&self.embedders))?;
+            let c = Collection::open_shared(&dir, embedder, embedders)?;
             return Ok(Arc::new(Mutex::new(c)));
         }
         if !create {
-            return Err(RetrieveError::NotFound(format!("no collection {name:?}")));
+            return Err(RetrieveError::NotFound(match &self.single {
+                Some(d) => format!(
+                    "{} is not a collection (run crossrank index first)",
+                    d.display()
+                ),
+                None => format!("no collection {name:?}"),
+            }));
+        }
+        if self.single.is_some() {
+            let c = Collection::open_shared(&dir, embedder, embedders)?;
+            return Ok(Arc::new(Mutex::new(c)));
         }
         let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
         let have = std::fs::read_dir(&self.root)
@@ -118,7 +160,7 @@ impl DirStore {
                 self.max_collections
             )));
         }
-        let c = Collection::open_shared(&dir, embedder, Some(&self.embedders))?;
+        let c = Collection::open_shared(&dir, embedder, embedders)?;
         Ok(Arc::new(Mutex::new(c)))
     }
 

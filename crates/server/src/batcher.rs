@@ -13,9 +13,9 @@ use crossrank_engine::{CrossEncoder, Encoded, Prediction};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Pairs taken from one request per round-robin turn.
 const TURN: usize = 4;
@@ -108,14 +108,15 @@ struct JobState {
     next: usize,
     done: usize,
     results: Vec<Option<Prediction>>,
-    reply: Option<oneshot::Sender<Reply>>,
+    reply: Option<SyncSender<Reply>>,
     started: bool,
 }
 
 struct Job {
     pairs: Vec<Encoded>,
     enqueued: Instant,
-    cancelled: AtomicBool,
+    /// Shared with the caller ([`Batcher::submit`]'s `cancel`) and set by a dropped ticket.
+    cancelled: Arc<AtomicBool>,
     state: Mutex<JobState>,
 }
 
@@ -203,16 +204,62 @@ pub struct Batcher {
 /// pairs not yet scheduled.
 pub struct Ticket {
     job: Arc<Job>,
-    reply: oneshot::Receiver<Reply>,
+    reply: Receiver<Reply>,
     finished: bool,
 }
 
+/// How a wait on a [`Ticket`] ended without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The worker stopped.
+    Stopped,
+    /// The deadline passed.
+    TimedOut,
+    /// The request was cancelled (its flag set by the caller).
+    Cancelled,
+}
+
+/// How often a waiting caller looks at its cancellation flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
 impl Ticket {
-    /// Waits for the predictions (input order); `None` means the worker stopped.
-    pub async fn wait(mut self) -> Option<Reply> {
-        let out = (&mut self.reply).await.ok();
-        self.finished = true;
-        out
+    /// Blocks until the predictions (input order) come, the deadline passes or the request
+    /// is cancelled; the last two cancel what is not yet scheduled.
+    pub fn wait(mut self, deadline: Option<Instant>) -> Result<Reply, Unanswered> {
+        loop {
+            let slice = match deadline {
+                Some(d) => d
+                    .checked_duration_since(Instant::now())
+                    .unwrap_or_default()
+                    .min(CANCEL_POLL),
+                None => CANCEL_POLL,
+            };
+            match self.reply.recv_timeout(slice) {
+                Ok(reply) => {
+                    self.finished = true;
+                    return Ok(reply);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(if self.job.cancelled.load(Ordering::Relaxed) {
+                        Unanswered::Cancelled
+                    } else {
+                        Unanswered::Stopped
+                    })
+                }
+            }
+            if self.job.cancelled.load(Ordering::Relaxed) {
+                // A failed batch replies, then marks its requests cancelled.
+                if let Ok(reply) = self.reply.try_recv() {
+                    self.finished = true;
+                    return Ok(reply);
+                }
+                return Err(Unanswered::Cancelled);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Unanswered::TimedOut);
+            }
+        }
     }
 }
 
@@ -270,15 +317,20 @@ impl Batcher {
     }
 
     /// Queues a request's tokenised pairs, or refuses it (queue full, or the predicted time
-    /// to its answer exceeds `max_queue_ms`).
-    pub fn submit(&self, pairs: Vec<Encoded>) -> Result<Ticket, Refused> {
-        let (tx, rx) = oneshot::channel();
+    /// to its answer exceeds `max_queue_ms`). Setting `cancel` (or dropping the ticket) drops
+    /// the pairs not yet scheduled.
+    pub fn submit(
+        &self,
+        pairs: Vec<Encoded>,
+        cancel: Option<Arc<AtomicBool>>,
+    ) -> Result<Ticket, Refused> {
+        let (tx, rx) = sync_channel(1);
         let n = pairs.len();
         let tokens: usize = pairs.iter().map(|p| p.ids.len()).sum();
         let job = Arc::new(Job {
             pairs,
             enqueued: Instant::now(),
-            cancelled: AtomicBool::new(false),
+            cancelled: cancel.unwrap_or_default(),
             state: Mutex::new(JobState {
                 next: 0,
                 done: 0,
@@ -390,7 +442,14 @@ impl Drop for Batcher {
 fn next_batch(shared: &Shared) -> Option<(Batch, usize)> {
     let mut q = shared.lock();
     loop {
-        q.jobs.retain(|j| !j.cancelled.load(Ordering::Relaxed));
+        q.jobs.retain(|j| {
+            let keep = !j.cancelled.load(Ordering::Relaxed);
+            if !keep {
+                // Nobody waits for it: a waiting caller sees the channel close at once.
+                j.state().reply = None;
+            }
+            keep
+        });
         if !q.jobs.is_empty() {
             break;
         }
@@ -451,10 +510,11 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 fn fail(batch: &Batch, failure: Failure) {
     for (job, _) in batch {
-        job.cancelled.store(true, Ordering::Relaxed);
         if let Some(tx) = job.state().reply.take() {
             let _ = tx.send(Err(failure.clone()));
         }
+        // The rest of a failed request is not scheduled.
+        job.cancelled.store(true, Ordering::Relaxed);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod errors;
 pub mod metrics;
+pub mod queued;
 pub mod registry;
 pub mod state;
 
@@ -71,11 +72,10 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
     println!("crossrank listening on http://{local}");
     for m in &state.models {
         match &m.backend {
-            state::Backend::Local(l) => println!("model {} = {}", m.name, l.model.dir().display()),
-            state::Backend::Hosted(h) => {
-                use crossrank_rank::Reranker;
-                println!("model {} = {}", m.name, h.name())
+            state::Backend::Local { queued, .. } => {
+                println!("model {} = {}", m.name, queued.model().dir().display())
             }
+            state::Backend::Hosted(_) => println!("model {} = {}", m.name, m.reranker.name()),
         }
     }
     use std::io::Write;

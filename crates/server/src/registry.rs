@@ -18,8 +18,18 @@ pub fn retrieve_error(e: RetrieveError) -> ApiError {
         RetrieveError::Engine(crossrank_engine::EngineError::InvalidOption(m)) => {
             ApiError::unprocessable(m)
         }
+        RetrieveError::Rank(e) => crate::core::request_error(e),
         other => ApiError::internal(other.to_string()),
     }
+}
+
+/// The collection store; 404 when collections are not enabled.
+pub fn store(state: &AppState) -> Result<Arc<dyn CollectionStore>, ApiError> {
+    state.collections.clone().ok_or_else(|| {
+        ApiError::not_found(
+            "collections are not enabled on this server (start it with --collections DIR)",
+        )
+    })
 }
 
 /// Runs `f` on the store off the async workers; 404 when collections are not enabled.
@@ -27,11 +37,7 @@ pub async fn with_store<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&dyn CollectionStore) -> Result<T, RetrieveError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let store = state.collections.clone().ok_or_else(|| {
-        ApiError::not_found(
-            "collections are not enabled on this server (start it with --collections DIR)",
-        )
-    })?;
+    let store = store(state)?;
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(|e| ApiError::internal(format!("the collection task failed: {e}")))?

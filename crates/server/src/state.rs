@@ -1,29 +1,27 @@
 //! The server's shared state: loaded models with their batching queues, config, metrics.
 
-use crate::batcher::{Batcher, QueueLimits};
+use crate::batcher::QueueLimits;
 use crate::config::ServerConfig;
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
+use crate::queued::{QueuedReranker, RequestLimits};
 use crate::ServerError;
-use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions};
+use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
+use crossrank_rank::Reranker;
 use crossrank_retrieve::store::{CollectionStore, DirStore};
 use std::sync::Arc;
 
-/// A local model with its batching queue.
-pub struct LocalModel {
-    /// The engine.
-    pub model: Arc<CrossEncoder>,
-    /// Its dynamic-batching queue.
-    pub batcher: Batcher,
-    /// "none" or "int8".
-    pub quantize: String,
-}
-
-/// What serves a model name.
+/// What serves a model name, for `/info` and `/health` (scoring goes through
+/// [`ModelHandle::reranker`] whatever the kind).
 pub enum Backend {
-    /// A cross-encoder run here.
-    Local(LocalModel),
+    /// A cross-encoder run here behind its batching queue.
+    Local {
+        /// The model and its queue.
+        queued: Arc<QueuedReranker>,
+        /// Its weight quantization.
+        quantize: Quantize,
+    },
     /// A hosted reranker (`cohere:`, `voyage:`, `jina:`, `tei:`, `crossrank:` specs).
     Hosted(Arc<HostedReranker>),
 }
@@ -32,6 +30,8 @@ pub enum Backend {
 pub struct ModelHandle {
     /// Name used in requests.
     pub name: String,
+    /// What every request scores through: the same trait the CLI and the pipeline use.
+    pub reranker: Arc<dyn Reranker>,
     /// Local engine or hosted API.
     pub backend: Backend,
 }
@@ -69,9 +69,11 @@ impl AppState {
             if is_hosted_spec(&entry.model) {
                 let hosted = HostedReranker::from_spec(&entry.model, HostedOptions::default())
                     .map_err(|e| ServerError::Config(format!("model {}: {e}", entry.name)))?;
+                let hosted = Arc::new(hosted);
                 models.push(ModelHandle {
                     name: entry.name.clone(),
-                    backend: Backend::Hosted(Arc::new(hosted)),
+                    reranker: hosted.clone(),
+                    backend: Backend::Hosted(hosted),
                 });
                 continue;
             }
@@ -88,24 +90,27 @@ impl AppState {
                 ..Default::default()
             };
             let model = Arc::new(CrossEncoder::load(&dir, options).map_err(err)?);
-            let batcher = Batcher::new(
-                model.clone(),
+            let queued = Arc::new(QueuedReranker::new(
                 &entry.name,
+                model,
                 QueueLimits {
                     max_batch_tokens: config.max_batch_tokens,
                     max_queue: config.max_queue,
                     max_queue_ms: config.max_queue_ms,
                 },
+                RequestLimits {
+                    max_request_tokens: config.max_request_tokens,
+                    max_chunks_per_doc: config.max_chunks_per_doc,
+                },
                 metrics.clone(),
-            );
-            let quantize = entry.quantize.name().to_string();
+            ));
             models.push(ModelHandle {
                 name: entry.name.clone(),
-                backend: Backend::Local(LocalModel {
-                    model,
-                    batcher,
-                    quantize,
-                }),
+                reranker: queued.clone(),
+                backend: Backend::Local {
+                    queued,
+                    quantize: entry.quantize,
+                },
             });
         }
         let collections = config.collections_dir.as_deref().map(|root| {

@@ -27,9 +27,14 @@ pub fn shared() -> PathBuf {
         .unwrap_or_else(|| repo().join("../shared"))
 }
 
-/// The project root.
+/// The project root: two levels above the tested package (`CARGO_MANIFEST_DIR`, which cargo
+/// sets when it runs a test, so a target directory shared by two checkouts still finds the
+/// right one), else above this crate.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 /// A fresh, empty directory under the system temp dir, unique to `tag` and this process.

@@ -246,7 +246,7 @@ fn bench(args: &Args, dir: &std::path::Path) -> Result<()> {
         );
         println!(
             "build: index (tantivy + {}) {index_s:.1} s, save {save_s:.1} s, reopen {open_s:.2} s",
-            info.index
+            info.index.name()
         );
         println!(
             "dense top-{k}: p50 {dense_p50:.2} ms, p95 {dense_p95:.2} ms, recall@{k} vs exact {recall:.4} (exact scan p50 {exact_p50:.1} ms)",

@@ -2,7 +2,8 @@
 
 use crate::input::{jsonl_objects, read_source};
 use anyhow::{bail, Context, Result};
-use crossrank_retrieve::collection::{Collection, DocInput};
+use crossrank_retrieve::collection::DocInput;
+use crossrank_retrieve::store::{CollectionStore, DirStore};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
@@ -53,28 +54,31 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(crate::model_spec::resolve_embedder)
         .transpose()?;
-    let mut c = Collection::open(&args.collection, embedder.as_deref(), !parsed.is_empty())
-        .with_context(|| format!("opening collection {}", args.collection.display()))?;
-    let docs = match args.chunk_tokens {
-        Some(n) => c.chunk_all(&parsed, n, args.overlap)?,
-        None => parsed,
-    };
+    let (store, name) = DirStore::single(&args.collection, embedder.as_deref(), !parsed.is_empty());
+    let context = || format!("collection {}", args.collection.display());
     if !args.delete.is_empty() {
-        let n = c.delete(&args.delete)?;
+        let mut n = 0;
+        for id in &args.delete {
+            n += store.delete(&name, id).with_context(context)?.is_some() as usize;
+        }
         println!("deleted {n} of {} ids (committed)", args.delete.len());
     }
-    if !docs.is_empty() {
-        let bar = ProgressBar::new(docs.len() as u64);
+    if !parsed.is_empty() {
+        let bar = ProgressBar::new(parsed.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "indexing {bar:40} {pos}/{len} [{elapsed_precise} < {eta_precise}]",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let mut done = 0;
-        for part in docs.chunks(args.batch.max(1)) {
-            c.upsert(part)?;
-            done += part.len();
+        let chunk = args.chunk_tokens.map(|n| (n, args.overlap));
+        let (mut done, mut count) = (0, 0);
+        for part in parsed.chunks(args.batch.max(1)) {
+            let up = store
+                .upsert(&name, part, chunk, usize::MAX)
+                .with_context(context)?;
+            done += up.indexed;
+            count = up.count;
             bar.suspend(|| {
                 use std::io::Write;
                 println!(
@@ -86,12 +90,8 @@ pub fn run(args: Args) -> Result<()> {
             bar.inc(part.len() as u64);
         }
         bar.finish_and_clear();
-        c.flush()?;
-        println!(
-            "indexed {} documents (committed); the collection holds {}",
-            docs.len(),
-            c.len()
-        );
+        store.flush(true);
+        println!("indexed {done} documents (committed); the collection holds {count}");
     }
     Ok(())
 }

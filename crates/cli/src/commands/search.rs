@@ -1,10 +1,13 @@
 //! `crossrank search`: first stage, rerank, fusion, abstention over a collection.
 
 use crate::model_spec::ModelArgs;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use crossrank_rank::fusion::FusionConfig;
-use crossrank_retrieve::collection::{Collection, Retriever};
+use crossrank_rank::ScoreOptions;
+use crossrank_retrieve::collection::Retriever;
+use crossrank_retrieve::hybrid::HybridMode;
 use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
+use crossrank_retrieve::store::DirStore;
 use std::path::PathBuf;
 
 /// Arguments of `search`.
@@ -27,6 +30,13 @@ pub struct Args {
     /// The first stage: bm25, dense or hybrid (RRF, k = 60).
     #[arg(long, value_enum, default_value_t = RetrieverKind::Hybrid)]
     pub retriever: RetrieverKind,
+    /// Hybrid fusion: the reciprocal-rank constant k (default fusion: RRF, k = 60).
+    #[arg(long, conflicts_with = "bm25_weight")]
+    pub rrf_k: Option<f64>,
+    /// Hybrid fusion: a weighted sum of min-max normalised scores with this weight on BM25
+    /// (0-1) instead of RRF.
+    #[arg(long)]
+    pub bm25_weight: Option<f64>,
     /// Abstain when no candidate's relevance reaches this.
     #[arg(long)]
     pub min_score: Option<f64>,
@@ -52,31 +62,25 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => FusionConfig::default(),
     };
-    if !Collection::exists(&args.collection) {
-        bail!(
-            "{} is not a collection (run crossrank index first)",
-            args.collection.display()
-        );
-    }
-    let mut c = Collection::open(&args.collection, None, r != Retriever::Bm25)?;
+    let (store, name) = DirStore::single(&args.collection, None, r != Retriever::Bm25);
     let reranker = args.model.reranker()?;
     let mut req = SearchRequest {
         query: args.query.clone(),
         top_k: args.top_k,
         candidates: args.candidates,
         retriever: args.retriever,
+        hybrid: match (args.rrf_k, args.bm25_weight) {
+            (_, Some(bm25_weight)) => HybridMode::Weighted { bm25_weight },
+            (Some(k), None) => HybridMode::Rrf { k },
+            (None, None) => HybridMode::default(),
+        },
         fusion,
         min_score: args.min_score,
         ..Default::default()
     };
     req.filters.source = args.source.clone();
-    let resp = search(&mut c, &req, now_unix(), |q, texts| {
-        Ok(reranker
-            .score(q, texts)?
-            .iter()
-            .map(|s| s.score as f64)
-            .collect())
-    })?;
+    let opts = ScoreOptions::default();
+    let resp = search(&store, &name, &req, now_unix(), reranker.as_ref(), &opts)?;
     if args.json {
         println!("{}", serde_json::to_string(&resp)?);
         return Ok(());

@@ -14,7 +14,7 @@ mod tei;
 mod voyage;
 
 use crate::long_docs::LongDocs;
-use crate::{RankError, Ranked, Reranker, ScoreKind, ScoreOptions};
+use crate::{RankError, Ranked, Reranker, ScoreKind, ScoreOptions, Scored};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -390,14 +390,17 @@ impl Reranker for HostedReranker {
     /// (Voyage, TEI, crossrank `truncation` / `truncate: false`) and refused with
     /// [`RankError::Unsupported`] where there is none (Cohere, Jina). A per-request instruction
     /// is not sent: hosted APIs take none.
-    fn score_with(
+    fn score_detailed(
         &self,
         query: &str,
         documents: &[&str],
         opts: &ScoreOptions,
-    ) -> Result<Vec<Ranked>, RankError> {
+    ) -> Result<Scored, RankError> {
         if documents.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Scored {
+                ranked: Vec::new(),
+                tokens: 0,
+            });
         }
         let refuse_long = opts.long_docs.unwrap_or(self.long_docs) == LongDocs::Reject;
         if refuse_long && self.provider.truncation_switch().is_none() {
@@ -437,7 +440,7 @@ impl Reranker for HostedReranker {
             let r = r.unwrap_or_else(|| Err(err(self.provider.name(), None, "call not made")))?;
             scores[*a..*a + r.len()].copy_from_slice(&r);
         }
-        Ok(scores
+        let ranked = scores
             .into_iter()
             .enumerate()
             .map(|(index, score)| {
@@ -448,7 +451,14 @@ impl Reranker for HostedReranker {
                     logit: (p / (1.0 - p)).ln(),
                 }
             })
-            .collect())
+            .collect();
+        // Providers bill in their own tokens; about four characters per token is the usual
+        // estimate.
+        let tokens = documents
+            .iter()
+            .map(|d| (d.len() + query.len()) / 4 + 1)
+            .sum();
+        Ok(Scored { ranked, tokens })
     }
 }
 

@@ -8,6 +8,7 @@ use tantivy::schema::{
 
 /// A document (or chunk) as given to `index`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DocInput {
     /// Unique id; re-indexing an id replaces it.
     pub id: String,
@@ -27,6 +28,7 @@ pub struct DocInput {
     pub doc_id: Option<String>,
     /// Anything else, kept as given.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<serde_json::Value>,
 }
 

@@ -88,7 +88,7 @@ fn dense_graph_is_saved_reloaded_and_rebuilt_after_a_crash() {
         let info = c.dense_info().unwrap();
         assert_eq!(
             (info.vectors, info.index, info.saved),
-            (1200, "hnsw", false)
+            (1200, DenseMode::Hnsw, false)
         );
         let mut found = 0;
         for q in &queries {
@@ -109,7 +109,10 @@ fn dense_graph_is_saved_reloaded_and_rebuilt_after_a_crash() {
     {
         let mut c = Collection::open(&dir, None, false).unwrap();
         let info = c.dense_info().unwrap();
-        assert_eq!((info.vectors, info.index, info.saved), (1200, "hnsw", true));
+        assert_eq!(
+            (info.vectors, info.index, info.saved),
+            (1200, DenseMode::Hnsw, true)
+        );
         let again: Vec<Vec<(String, f32)>> = queries
             .iter()
             .map(|q| c.search_vector(q, 10).unwrap())
@@ -125,7 +128,7 @@ fn dense_graph_is_saved_reloaded_and_rebuilt_after_a_crash() {
     let info = c.dense_info().unwrap();
     assert_eq!(
         (info.vectors, info.index, info.saved),
-        (1200, "hnsw", false),
+        (1200, DenseMode::Hnsw, false),
         "rebuilt"
     );
     assert_eq!(c.search_vector(&queries[0], 1).unwrap()[0].0, "new");

@@ -100,17 +100,48 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> DenseError {
 /// Search contexts reserved in the graph: concurrent searches beyond this many would fail.
 const ANN_THREADS: usize = 256;
 
-/// Embeddings of a collection: exact below the threshold, HNSW above.
+/// How searches run: the index's state, as [`DenseIndex::mode`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DenseMode {
+    /// A scan of every f32 vector.
+    Exact,
+    /// An int8 scan of every vector, the best rescored in f32.
+    Int8Scan,
+    /// The HNSW graph.
+    Hnsw,
+}
+
+impl DenseMode {
+    /// The name in JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            DenseMode::Exact => "exact",
+            DenseMode::Int8Scan => "int8-scan",
+            DenseMode::Hnsw => "hnsw",
+        }
+    }
+}
+
+/// Where the vectors live; exactly one state at a time. Exact goes to Scan or Hnsw when the
+/// live count reaches the threshold; nothing goes back.
+enum State {
+    /// Row-major f32 vectors, searched exactly.
+    Exact { data: Vec<f32> },
+    /// Row-major f32 vectors and their int8 copy: scanned, then rescored in f32.
+    Scan { data: Vec<f32>, scan: Int8Scan },
+    /// The graph holds the vectors.
+    Hnsw(Index),
+}
+
+/// Embeddings of a collection: exact below the threshold, HNSW (or an int8 scan) above.
 pub struct DenseIndex {
     dim: usize,
     cfg: AnnConfig,
     /// Row -> id (None: deleted). Rows are the graph's keys.
     ids: Vec<Option<String>>,
     rows: HashMap<String, usize>,
-    /// Row-major vectors while exact or scanned (empty once the graph holds them).
-    data: Vec<f32>,
-    ann: Option<Index>,
-    scan: Option<Int8Scan>,
+    state: State,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,9 +162,7 @@ impl DenseIndex {
             cfg,
             ids: Vec::new(),
             rows: HashMap::new(),
-            data: Vec::new(),
-            ann: None,
-            scan: None,
+            state: State::Exact { data: Vec::new() },
         }
     }
 
@@ -154,15 +183,15 @@ impl DenseIndex {
 
     /// Whether searches use the HNSW graph.
     pub fn has_ann(&self) -> bool {
-        self.ann.is_some()
+        matches!(self.state, State::Hnsw(_))
     }
 
-    /// The index searches use: "exact", "hnsw" or "int8-scan".
-    pub fn mode(&self) -> &'static str {
-        match (&self.ann, &self.scan) {
-            (Some(_), _) => "hnsw",
-            (None, Some(_)) => "int8-scan",
-            _ => "exact",
+    /// How searches run now.
+    pub fn mode(&self) -> DenseMode {
+        match self.state {
+            State::Exact { .. } => DenseMode::Exact,
+            State::Scan { .. } => DenseMode::Int8Scan,
+            State::Hnsw(_) => DenseMode::Hnsw,
         }
     }
 
@@ -185,25 +214,27 @@ impl DenseIndex {
             let row = self.ids.len();
             self.ids.push(Some(id.to_string()));
             self.rows.insert(id.to_string(), row);
-            match &self.ann {
-                Some(_) => added.push((row, v)),
-                None => self.data.extend_from_slice(v),
+            match &mut self.state {
+                State::Hnsw(_) => added.push((row, v)),
+                State::Exact { data } | State::Scan { data, .. } => data.extend_from_slice(v),
             }
         }
-        if let Some(ann) = &self.ann {
-            let need = ann.size() + added.len();
-            if need > ann.capacity() {
-                ann.reserve_capacity_and_threads(need.max(ann.capacity() * 3 / 2), ANN_THREADS)
-                    .map_err(ann_err)?;
+        let grown = self.len() >= self.cfg.min_vectors;
+        match &mut self.state {
+            State::Hnsw(ann) => {
+                let need = ann.size() + added.len();
+                if need > ann.capacity() {
+                    ann.reserve_capacity_and_threads(need.max(ann.capacity() * 3 / 2), ANN_THREADS)
+                        .map_err(ann_err)?;
+                }
+                add_parallel(ann, added.into_iter())?;
             }
-            add_parallel(ann, added.into_iter())?;
-        } else if let Some(scan) = &mut self.scan {
-            scan.catch_up(&self.data, self.dim, false);
-        } else if self.len() >= self.cfg.min_vectors {
-            match self.cfg.kind {
+            State::Scan { data, scan } => scan.catch_up(data, self.dim, false),
+            State::Exact { .. } if grown => match self.cfg.kind {
                 AnnKind::Hnsw => self.build_ann()?,
                 AnnKind::Int8Scan => self.build_scan(),
-            }
+            },
+            State::Exact { .. } => {}
         }
         Ok(())
     }
@@ -214,27 +245,35 @@ impl DenseIndex {
             return Ok(false);
         };
         self.ids[row] = None;
-        match &self.ann {
-            Some(ann) => {
-                ann.remove(row as u64).map_err(ann_err)?;
-            }
+        if let State::Hnsw(ann) = &self.state {
+            ann.remove(row as u64).map_err(ann_err)?;
+        } else if self.ids.len() > 2 * self.rows.len() + 1024 {
             // Replaced and deleted rows stay until they outnumber the live ones.
-            None if self.ids.len() > 2 * self.rows.len() + 1024 => self.compact_exact(),
-            None => {}
+            self.compact();
         }
         Ok(true)
     }
 
-    /// Quantizes every vector for the int8 scan (whatever their count).
+    /// Quantizes every vector for the int8 scan (whatever their count; not once the graph
+    /// holds them).
     pub fn build_scan(&mut self) {
-        if self.ann.is_none() {
-            let mut scan = Int8Scan::default();
-            scan.catch_up(&self.data, self.dim, true);
-            self.scan = Some(scan);
-        }
+        let data = match std::mem::replace(&mut self.state, State::Exact { data: Vec::new() }) {
+            State::Exact { data } | State::Scan { data, .. } => data,
+            graph @ State::Hnsw(_) => {
+                self.state = graph;
+                return;
+            }
+        };
+        let mut scan = Int8Scan::default();
+        scan.catch_up(&data, self.dim, true);
+        self.state = State::Scan { data, scan };
     }
 
-    fn compact_exact(&mut self) {
+    /// Drops the rows of replaced and deleted vectors (exact and scan states).
+    fn compact(&mut self) {
+        let (State::Exact { data: old } | State::Scan { data: old, .. }) = &self.state else {
+            return;
+        };
         let dim = self.dim;
         let mut data = Vec::with_capacity(self.rows.len() * dim);
         let mut ids = Vec::with_capacity(self.rows.len());
@@ -242,27 +281,28 @@ impl DenseIndex {
             if let Some(id) = id {
                 self.rows.insert(id.clone(), ids.len());
                 ids.push(Some(id.clone()));
-                data.extend_from_slice(&self.data[row * dim..][..dim]);
+                data.extend_from_slice(&old[row * dim..][..dim]);
             }
         }
+        let scanned = matches!(self.state, State::Scan { .. });
         self.ids = ids;
-        self.data = data;
-        if self.scan.is_some() {
-            self.scan = None;
+        self.state = State::Exact { data };
+        if scanned {
             self.build_scan();
         }
     }
 
-    /// Builds the HNSW graph now over the live vectors (whatever their count).
+    /// Builds the HNSW graph now over the live vectors (whatever their count); on failure
+    /// the index stays as it was.
     pub fn build_ann(&mut self) -> Result<()> {
-        if self.ann.is_some() {
-            return Ok(());
-        }
+        let data = match &self.state {
+            State::Hnsw(_) => return Ok(()),
+            State::Exact { data } | State::Scan { data, .. } => data,
+        };
         let ann = new_graph(self.dim, &self.cfg)?;
         ann.reserve_capacity_and_threads(self.len().max(1024), ANN_THREADS)
             .map_err(ann_err)?;
         let dim = self.dim;
-        let data = &self.data;
         add_parallel(
             &ann,
             self.ids
@@ -271,27 +311,30 @@ impl DenseIndex {
                 .filter(|(_, id)| id.is_some())
                 .map(|(row, _)| (row, &data[row * dim..][..dim])),
         )?;
-        self.ann = Some(ann);
-        self.data = Vec::new();
+        self.state = State::Hnsw(ann);
         Ok(())
     }
 
     /// The `k` best (id, inner product), best first: the graph when built, else exact.
     pub fn search(&self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
-        match &self.ann {
-            Some(ann) => {
+        match &self.state {
+            State::Hnsw(ann) => {
                 self.check_query(q)?;
                 let m = ann.search(q, k).map_err(ann_err)?;
                 Ok(self.graph_hits(&m))
             }
-            None => match &self.scan {
-                Some(scan) => self.scanned(scan, q, k),
-                None => self.exact(q, k),
-            },
+            State::Scan { data, scan } => self.scanned(data, scan, q, k),
+            State::Exact { .. } => self.exact(q, k),
         }
     }
 
-    fn scanned(&self, scan: &Int8Scan, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
+    fn scanned(
+        &self,
+        data: &[f32],
+        scan: &Int8Scan,
+        q: &[f32],
+        k: usize,
+    ) -> Result<Vec<(String, f32)>> {
         self.check_query(q)?;
         let live = |row: usize| self.ids[row].is_some();
         let depth = k.saturating_mul(self.cfg.rescore.max(1)).max(k);
@@ -303,7 +346,7 @@ impl DenseIndex {
                     .filter(|&r| live(r))
                     .map(|r| (r, 0.0)),
             )
-            .map(|(row, _)| (row, dot(&self.data[row * self.dim..][..self.dim], q)))
+            .map(|(row, _)| (row, dot(&data[row * self.dim..][..self.dim], q)))
             .collect();
         top(&mut rows, k);
         Ok(self.named(rows))
@@ -312,12 +355,14 @@ impl DenseIndex {
     /// Exact top `k` by inner product (a full scan, also when the graph exists).
     pub fn exact(&self, q: &[f32], k: usize) -> Result<Vec<(String, f32)>> {
         self.check_query(q)?;
-        if let Some(ann) = &self.ann {
-            let m = ann.exact_search(q, k).map_err(ann_err)?;
-            return Ok(self.graph_hits(&m));
-        }
-        let mut scored: Vec<(usize, f32)> = self
-            .data
+        let data = match &self.state {
+            State::Hnsw(ann) => {
+                let m = ann.exact_search(q, k).map_err(ann_err)?;
+                return Ok(self.graph_hits(&m));
+            }
+            State::Exact { data } | State::Scan { data, .. } => data,
+        };
+        let mut scored: Vec<(usize, f32)> = data
             .chunks_exact(self.dim.max(1))
             .enumerate()
             .filter(|(row, _)| self.ids[*row].is_some())
@@ -371,8 +416,8 @@ impl DenseIndex {
         write_synced(&ids_path, &[&ids])?;
         let vec_path = dir.join("vectors.f32");
         let graph_path = dir.join("graph.usearch");
-        match &self.ann {
-            Some(ann) => {
+        match &self.state {
+            State::Hnsw(ann) => {
                 let tmp = dir.join("graph.usearch.tmp");
                 let tmp_s = tmp.to_str().ok_or_else(|| file_err(&tmp, "not UTF-8"))?;
                 ann.save(tmp_s).map_err(|e| file_err(&tmp, e))?;
@@ -382,8 +427,8 @@ impl DenseIndex {
                 std::fs::rename(&tmp, &graph_path).map_err(|e| file_err(&graph_path, e))?;
                 let _ = std::fs::remove_file(&vec_path);
             }
-            None => {
-                let bytes = crossrank_engine::vectors::f32s_to_le(&self.data);
+            State::Exact { data } | State::Scan { data, .. } => {
+                let bytes = crossrank_engine::vectors::f32s_to_le(data);
                 write_synced(&vec_path, &[&bytes])?;
                 let _ = std::fs::remove_file(&graph_path);
             }
@@ -392,7 +437,7 @@ impl DenseIndex {
             format: 1,
             dim: self.dim,
             rows: self.ids.len(),
-            ann: self.ann.is_some(),
+            ann: self.has_ann(),
             stamp,
         };
         let m = serde_json::to_vec(&meta).map_err(|e| file_err(&meta_path, e))?;
@@ -434,9 +479,7 @@ impl DenseIndex {
             cfg,
             ids,
             rows,
-            data: Vec::new(),
-            ann: None,
-            scan: None,
+            state: State::Exact { data: Vec::new() },
         };
         if meta.ann {
             let path = dir.join("graph.usearch");
@@ -451,7 +494,7 @@ impl DenseIndex {
             if ann.size() != index.len() {
                 return Ok(None);
             }
-            index.ann = Some(ann);
+            index.state = State::Hnsw(ann);
         } else {
             let path = dir.join("vectors.f32");
             let mut bytes = Vec::new();
@@ -462,7 +505,9 @@ impl DenseIndex {
             {
                 return Ok(None);
             }
-            index.data = crossrank_engine::vectors::f32s_from_le(&bytes);
+            index.state = State::Exact {
+                data: crossrank_engine::vectors::f32s_from_le(&bytes),
+            };
             if index.cfg.kind == AnnKind::Int8Scan && index.len() >= index.cfg.min_vectors {
                 index.build_scan();
             }

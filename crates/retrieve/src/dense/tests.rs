@@ -71,7 +71,7 @@ fn int8_scan_finds_the_exact_top_k_on_unstructured_vectors() {
             .zip(data.iter().map(|v| &v[..]))
     };
     d.upsert(pairs().take(10_000)).unwrap();
-    assert_eq!(d.mode(), "int8-scan");
+    assert_eq!(d.mode(), DenseMode::Int8Scan);
     d.upsert(pairs().skip(10_000)).unwrap();
     d.remove("u7").unwrap();
     let want: Vec<Vec<(String, f32)>> = queries.iter().map(|q| d.exact(q, 20).unwrap()).collect();
@@ -89,7 +89,7 @@ fn int8_scan_finds_the_exact_top_k_on_unstructured_vectors() {
     let back = DenseIndex::load(&dir, dim, d.cfg.clone(), 1)
         .unwrap()
         .unwrap();
-    assert_eq!(back.mode(), "int8-scan");
+    assert_eq!(back.mode(), DenseMode::Int8Scan);
     assert_eq!(
         back.search(&queries[0], 20).unwrap(),
         d.search(&queries[0], 20).unwrap()

@@ -11,9 +11,20 @@ use crossrank_rank::Reranker;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// `/health`'s body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HealthBody {
+    /// "ok" or "unhealthy".
+    pub status: String,
+    /// Why not healthy.
+    pub error: Option<String>,
+}
+
 /// Readiness: 200 while every local model's worker is alive and its recent batches succeed;
 /// 503 naming the model otherwise (a load balancer then takes this replica out), and 503
 /// while shutting down. The server only listens once its models are loaded.
+#[utoipa::path(get, path = "/health", tag = "Operations", security(()),
+    responses((status = 200, body = HealthBody), (status = 503, body = HealthBody)))]
 pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         let body = json!({"status": "unhealthy", "error": "the server is shutting down"});
@@ -21,8 +32,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
     let mut problems = Vec::new();
     for m in &state.models {
-        if let Backend::Local(l) = &m.backend {
-            match l.batcher.health() {
+        if let Backend::Local { queued, .. } = &m.backend {
+            match queued.health() {
                 Health::Ok => {}
                 Health::Failing(n) => problems.push(format!(
                     "model {}: the last {n} engine batches failed",
@@ -42,7 +53,9 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Models, limits and version.
+/// Models (architecture, device, quantization, queue), limits, collections and version.
+#[utoipa::path(get, path = "/info", tag = "Operations",
+    responses((status = 200, description = "Server description", body = Object)))]
 pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     let c = &state.config;
     let stats = state.collections.as_ref().map(|s| s.stats());
@@ -50,21 +63,22 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         .models
         .iter()
         .map(|m| match &m.backend {
-            Backend::Local(l) => {
-                let cfg = l.model.config();
+            Backend::Local { queued, quantize } => {
+                let model = queued.model();
+                let cfg = model.config();
                 json!({
                     "name": m.name,
-                    "path": l.model.dir().display().to_string(),
+                    "path": model.dir().display().to_string(),
                     "architecture": cfg.architecture.name(),
                     "labels": cfg.num_labels,
-                    "template": l.model.template().name(),
-                    "device": l.model.device(),
-                    "max_input_length": l.model.max_length(),
-                    "quantize": l.quantize,
-                    "threads": l.model.threads(),
-                    "queue_depth": l.batcher.depth(),
-                    "predicted_wait_ms": l.batcher.predicted_wait().as_secs_f64() * 1e3,
-                    "tokens_per_s": l.batcher.tokens_per_s(),
+                    "template": model.template().name(),
+                    "device": model.device(),
+                    "max_input_length": model.max_length(),
+                    "quantize": quantize.name(),
+                    "threads": model.threads(),
+                    "queue_depth": queued.depth(),
+                    "predicted_wait_ms": queued.predicted_wait().as_secs_f64() * 1e3,
+                    "tokens_per_s": queued.tokens_per_s(),
                 })
             }
             Backend::Hosted(h) => {
@@ -78,7 +92,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "model_id": state.models[0].name,
         "model_type": {"reranker": {}},
         "max_input_length": match &state.models[0].backend {
-            Backend::Local(l) => Some(l.model.max_length()),
+            Backend::Local { queued, .. } => Some(queued.model().max_length()),
             Backend::Hosted(_) => None,
         },
         "models": models,
@@ -94,6 +108,9 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 /// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "Operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -102,13 +119,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3 description of the routes.
+/// The OpenAPI 3 description of the routes, generated from the wire types.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations",
+    responses((status = 200, description = "This document", body = Object)))]
 pub async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../openapi.json"),
-    )
-        .into_response()
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| super::openapi::document().to_string());
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
 }
 
 /// Unknown routes.

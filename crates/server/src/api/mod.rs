@@ -2,9 +2,11 @@
 
 pub mod collections;
 pub mod meta;
+pub mod openapi;
 pub mod tei;
 pub mod v1;
 pub mod v2;
+pub mod wire;
 
 use crate::errors::{ApiError, Dialect, ErrorType};
 use crate::state::AppState;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Every route the server serves, as (method, path); the router is built from this table and
-/// a test checks that `openapi.json` documents exactly these.
+/// a test checks that the generated OpenAPI document (`api::openapi`) lists exactly these.
 pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/rerank"),
     ("POST", "/v1/rerank"),
@@ -224,88 +226,6 @@ pub fn json_body(
             "the request body must be a JSON object",
         )),
         Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
-    }
-}
-
-/// Field accessors that name the field in their errors (422 for a wrong type). `null` counts
-/// as absent for optional fields.
-pub struct Fields<'a>(pub &'a Map<String, Value>);
-
-impl Fields<'_> {
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
-    }
-    /// A required string.
-    pub fn string(&self, name: &str) -> Result<String, ApiError> {
-        match self.get(name) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "field \"{name}\" must be a string"
-            ))),
-            None => Err(ApiError::unprocessable(format!("missing field \"{name}\""))),
-        }
-    }
-    /// An optional string.
-    pub fn opt_string(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "field \"{name}\" must be a string"
-            ))),
-        }
-    }
-    /// An optional boolean.
-    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "field \"{name}\" must be a boolean"
-            ))),
-        }
-    }
-    /// An optional positive integer.
-    pub fn opt_count(&self, name: &str) -> Result<Option<usize>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 => Ok(Some(n as usize)),
-                _ => Err(ApiError::unprocessable(format!(
-                    "field \"{name}\" must be an integer >= 1"
-                ))),
-            },
-        }
-    }
-    /// An optional list of strings.
-    pub fn opt_strings(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str().map(String::from).ok_or_else(|| {
-                        ApiError::unprocessable(format!(
-                            "field \"{name}\" must be a list of strings"
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "field \"{name}\" must be a list of strings"
-            ))),
-        }
-    }
-    /// A required array.
-    pub fn array(&self, name: &str) -> Result<&Vec<Value>, ApiError> {
-        match self.get(name) {
-            Some(Value::Array(a)) => Ok(a),
-            Some(_) => Err(ApiError::unprocessable(format!(
-                "field \"{name}\" must be a list"
-            ))),
-            None => Err(ApiError::unprocessable(format!("missing field \"{name}\""))),
-        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Hugging Face Text Embeddings Inference: `POST /rerank`.
 //!
-//! `{query, texts, raw_scores?, return_text?, truncate?, truncation_direction?}` ->
-//! `[{index, score, text?}]` sorted by score, best first.
+//! [`TeiRequest`] -> `[`[`TeiRank`]`]` sorted by score, best first.
 
-use super::{json_body, Fields};
+use super::json_body;
+use super::wire::{parse, ErrorBody};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
@@ -14,10 +14,62 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
 use crossrank_rank::sort_ranked;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
-/// The handler.
+/// A TEI rerank request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TeiRequest {
+    /// The query.
+    pub query: String,
+    /// The passages to score against the query.
+    pub texts: Vec<String>,
+    /// Return the raw logit instead of the probability.
+    pub raw_scores: Option<bool>,
+    /// Echo each text in its result.
+    pub return_text: Option<bool>,
+    /// Truncate inputs longer than the model's window (default: the server's `auto_truncate`);
+    /// `false` refuses them with 400.
+    pub truncate: Option<bool>,
+    /// Which end to cut when truncating.
+    pub truncation_direction: Option<TruncationDirection>,
+    /// The served model (crossrank extension; default: the first).
+    pub model: Option<String>,
+    /// Instruction for models whose prompt template takes one (crossrank extension).
+    pub instruction: Option<String>,
+}
+
+/// TEI's truncation direction; lower case is accepted too.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+pub enum TruncationDirection {
+    /// Keep the start.
+    #[serde(alias = "right")]
+    Right,
+    /// Keep the end.
+    #[serde(alias = "left")]
+    Left,
+}
+
+/// One scored text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TeiRank {
+    /// Position of the text in the request.
+    pub index: usize,
+    /// Relevance probability, or the logit with `raw_scores`.
+    pub score: f32,
+    /// The text, with `return_text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Scores `texts` against `query`.
+#[utoipa::path(post, path = "/rerank", operation_id = "tei_rerank", tag = "TEI",
+    request_body = TeiRequest,
+    responses((status = 200, description = "Texts by score, best first", body = Vec<TeiRank>),
+        (status = "4XX", description = "The request's fault", body = ErrorBody),
+        (status = "5XX", description = "Busy, unavailable (503, Retry-After when known) or failed",
+            body = ErrorBody)))]
 pub async fn rerank(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -31,59 +83,38 @@ pub async fn rerank(
 async fn handle(
     state: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Value, ApiError> {
-    let obj = json_body(body, state.config.max_body_bytes)?;
-    let f = Fields(&obj);
-    let query = f.string("query")?;
-    let texts = f
-        .array("texts")?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_str()
-                .map(String::from)
-                .ok_or_else(|| ApiError::unprocessable(format!("texts[{i}] must be a string")))
+) -> Result<Vec<TeiRank>, ApiError> {
+    let req: TeiRequest = parse(json_body(body, state.config.max_body_bytes)?)?;
+    let raw = req.raw_scores.unwrap_or(false);
+    let return_text = req.return_text.unwrap_or(false);
+    let long_docs = if req.truncate.unwrap_or(state.config.auto_truncate) {
+        LongDocs::Truncate(match req.truncation_direction {
+            None | Some(TruncationDirection::Right) => Direction::Right,
+            Some(TruncationDirection::Left) => Direction::Left,
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let raw = f.opt_bool("raw_scores")?.unwrap_or(false);
-    let return_text = f.opt_bool("return_text")?.unwrap_or(false);
-    let truncate = f
-        .opt_bool("truncate")?
-        .unwrap_or(state.config.auto_truncate);
-    let direction = match f.opt_string("truncation_direction")?.as_deref() {
-        None | Some("Right") | Some("right") => Direction::Right,
-        Some("Left") | Some("left") => Direction::Left,
-        Some(other) => {
-            return Err(ApiError::unprocessable(format!(
-                "truncation_direction must be \"Right\" or \"Left\", not {other:?}"
-            )))
-        }
-    };
-    let long_docs = if truncate {
-        LongDocs::Truncate(direction)
     } else {
         LongDocs::Reject
     };
-    let job = RerankJob {
-        model: f.opt_string("model")?,
-        query,
-        documents: texts,
-        long_docs,
-        instruction: f.opt_string("instruction")?,
+    let texts = if return_text {
+        req.texts.clone()
+    } else {
+        Vec::new()
     };
-    let texts = job.documents.clone();
+    let job = RerankJob {
+        model: req.model,
+        query: req.query,
+        documents: req.texts,
+        long_docs,
+        instruction: req.instruction,
+    };
     let mut out = score(state, job).await?.scores;
     sort_ranked(&mut out);
-    Ok(Value::Array(
-        out.iter()
-            .map(|s| {
-                let mut item =
-                    json!({"index": s.index, "score": if raw { s.logit } else { s.score }});
-                if return_text {
-                    item["text"] = json!(texts[s.index]);
-                }
-                item
-            })
-            .collect(),
-    ))
+    Ok(out
+        .iter()
+        .map(|s| TeiRank {
+            index: s.index,
+            score: if raw { s.logit } else { s.score },
+            text: texts.get(s.index).cloned(),
+        })
+        .collect())
 }
