@@ -63,7 +63,8 @@ def main():
         print(json.dumps({"engine": "sentence-transformers", "skipped": str(e)}))
         return
     torch.set_num_threads(args.threads)
-    theirs = Theirs(args.model, device="cpu", max_length=512)
+    # fp32 as the engine computes (a fp16 checkpoint would otherwise load in fp16 on the CPU).
+    theirs = Theirs(args.model, device="cpu", max_length=512, model_kwargs={"dtype": torch.float32})
     st_ms, st_best = timed(lambda: theirs.predict(pairs, batch_size=args.batch_size), args.runs)
     ref = theirs.predict(pairs, batch_size=args.batch_size)
     diff = float(max(abs(float(a) - float(b)) for a, b in zip(mine, ref)))

@@ -173,7 +173,7 @@ impl Gemm<'_> {
         let n = self.b.n();
         let mr = match isa {
             Isa::Avx512 => 12,
-            Isa::Avx2 => 4,
+            Isa::Avx2 => 6,
             Isa::Portable => 4,
         };
         for p in 0..n.div_ceil(NR) {
@@ -292,15 +292,18 @@ fn tile(
             go!(1 2 3 4 5 6 7 8 9 10 11 12)
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 and FMA present (checked by `isa()`); the AVX2 tile reads through
-        // bounds-checked slices.
+        // SAFETY: AVX2 and FMA present (checked by `isa()`); the callers in this file pass a
+        // tile inside `a`, `b`, `c` and `bias` (the debug assertions above check it in tests).
         Isa::Avx2 => unsafe {
-            match h {
-                1 => avx2_tile::<1>(k, a, lda, b, c, ldc, cols, bias, accumulate),
-                2 => avx2_tile::<2>(k, a, lda, b, c, ldc, cols, bias, accumulate),
-                3 => avx2_tile::<3>(k, a, lda, b, c, ldc, cols, bias, accumulate),
-                _ => avx2_tile::<4>(k, a, lda, b, c, ldc, cols, bias, accumulate),
+            macro_rules! go {
+                ($($n:literal)*) => {
+                    match h {
+                        $($n => avx2::tile::<$n>(k, a.as_ptr(), lda, b.as_ptr(), c.as_mut_ptr(), ldc, cols, bias, accumulate),)*
+                        _ => unreachable!(),
+                    }
+                };
             }
+            go!(1 2 3 4 5 6)
         },
         _ => match h {
             1 => generic_tile::<1, false>(k, a, lda, b, c, ldc, cols, bias, accumulate),
@@ -309,27 +312,6 @@ fn tile(
             _ => generic_tile::<4, false>(k, a, lda, b, c, ldc, cols, bias, accumulate),
         },
     }
-}
-
-/// An `MR x 32` tile with AVX2 + FMA.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA. Memory is reached through the slices (bounds-checked).
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile<const MR: usize>(
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    c: &mut [f32],
-    ldc: usize,
-    cols: usize,
-    bias: Option<&[f32]>,
-    accumulate: bool,
-) {
-    generic_tile::<MR, true>(k, a, lda, b, c, ldc, cols, bias, accumulate)
 }
 
 /// Portable tile; with `FMA` it uses fused multiply-add (only call it so where FMA exists).
@@ -370,6 +352,85 @@ fn generic_tile<const MR: usize, const FMA: bool>(
                 v += *o;
             }
             *o = v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::NR;
+    use std::arch::x86_64::*;
+
+    /// Lanes `j < n` set (n clamped to 0..=8), for masked loads and stores.
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes)
+    }
+
+    /// An `MR x 32` tile as two `MR x 16` halves, the Haswell-style register block: `2 * MR`
+    /// (at most 12) accumulators, two B vectors and one broadcast of A fit the 16 ymm
+    /// registers, so nothing spills and the FMA latency is hidden. C[i][j] (+)= sum_k
+    /// A[i][k] * B[k][j] (+ bias[j]).
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `a` must hold `MR` rows of `k` values at stride `lda`,
+    /// `b` `k * 32` values, `c` `MR` rows of `cols` values at stride `ldc`, `bias` >= `cols`
+    /// values.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn tile<const MR: usize>(
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+        bias: Option<&[f32]>,
+        accumulate: bool,
+    ) {
+        for half in [0usize, 16] {
+            if half >= cols {
+                break;
+            }
+            let mut acc0 = [_mm256_setzero_ps(); MR];
+            let mut acc1 = [_mm256_setzero_ps(); MR];
+            let mut bp = b.add(half);
+            let mut ap = a;
+            for _ in 0..k {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
+                for i in 0..MR {
+                    let av = _mm256_broadcast_ss(&*ap.add(i * lda));
+                    acc0[i] = _mm256_fmadd_ps(av, b0, acc0[i]);
+                    acc1[i] = _mm256_fmadd_ps(av, b1, acc1[i]);
+                }
+                bp = bp.add(NR);
+                ap = ap.add(1);
+            }
+            let n = cols - half;
+            let (m0, m1) = (mask(n), mask(n.saturating_sub(8)));
+            let (bias0, bias1) = match bias {
+                Some(bv) => (
+                    // Masked-off lanes are not read (no fault), so the address may pass
+                    // the end of a short bias: computed with wrapping arithmetic.
+                    _mm256_maskload_ps(bv.as_ptr().wrapping_add(half), m0),
+                    _mm256_maskload_ps(bv.as_ptr().wrapping_add(half + 8), m1),
+                ),
+                None => (_mm256_setzero_ps(), _mm256_setzero_ps()),
+            };
+            for i in 0..MR {
+                let cp = c.wrapping_add(i * ldc + half);
+                let mut v0 = _mm256_add_ps(acc0[i], bias0);
+                let mut v1 = _mm256_add_ps(acc1[i], bias1);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cp, m0));
+                    v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cp.wrapping_add(8), m1));
+                }
+                _mm256_maskstore_ps(cp, m0, v0);
+                _mm256_maskstore_ps(cp.wrapping_add(8), m1, v1);
+            }
         }
     }
 }
