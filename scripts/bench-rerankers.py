@@ -10,7 +10,7 @@ Tokenizers are the fixtures' (ModernBERT: WordPiece; Qwen: a small byte-level BP
 counts differ from the real models'; both engines read the same ids.
 
 Usage: python3 scripts/bench-rerankers.py --bin target/release/crossrank [--pairs 50]
-       [--repeat 2] [--models modernbert,qwen3,mxbai] [--out DIR]
+       [--repeat 2] [--models modernbert,qwen3,mxbai] [--quantize none,int8] [--out DIR]
 Needs torch, transformers and sentence-transformers in the running Python.
 """
 import argparse, json, os, shutil, subprocess, sys, time
@@ -23,6 +23,7 @@ ap.add_argument("--pairs", type=int, default=50)
 ap.add_argument("--repeat", type=int, default=2)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--models", default="modernbert,qwen3,mxbai")
+ap.add_argument("--quantize", default="none,int8", help="crossrank runs: none, int8 or both")
 args = ap.parse_args()
 
 import torch
@@ -92,7 +93,7 @@ def st_time(name, path):
 
 for name in args.models.split(","):
     path = make(name)
-    for q in ("none", "int8"):
+    for q in args.quantize.split(","):
         out = subprocess.run([args.bin, "bench", "--model", path, "--workload", workload, "--threads",
                               str(args.threads), "--repeat", str(args.repeat), "--warmup", "1", "--quantize", q,
                               "--json"], capture_output=True, text=True)

@@ -134,6 +134,9 @@ fn limited_server(dir: &std::path::Path) -> Server {
         &n(MAX_CHUNKS),
         "--max-body-bytes",
         &n(MAX_BODY),
+        // Every request reaches the engine's limits and queue.
+        "--cache-mb",
+        "0",
     ])
 }
 
@@ -658,7 +661,14 @@ fn kill_9_during_concurrent_uploads_loses_no_acknowledged_document() {
 
 #[test]
 fn sigterm_under_load_answers_in_flight_refuses_new_and_exits_0() {
-    let mut srv = serve(&["--threads", "2", "--shutdown-grace-ms", "20000"]);
+    let mut srv = serve(&[
+        "--threads",
+        "2",
+        "--shutdown-grace-ms",
+        "20000",
+        "--cache-mb",
+        "0",
+    ]);
     let (q, docs) = w50();
     let body = json!({"query": q, "documents": docs, "return_documents": false});
     let url = srv.url.clone();

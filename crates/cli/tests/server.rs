@@ -427,7 +427,8 @@ fn auth_requires_bearer_key() {
 
 #[test]
 fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
-    let srv = serve(&["--max-queue", "1", "--threads", "1"]);
+    // The engine's queue is what is tested: no pair-score cache in front of it.
+    let srv = serve(&["--max-queue", "1", "--threads", "1", "--cache-mb", "0"]);
     let (q, docs) = w50();
     let big: Vec<String> = docs.iter().cycle().take(400).cloned().collect();
     let body = json!({"query": q, "texts": big});
@@ -466,7 +467,8 @@ fn queue_full_is_429_with_retry_after_and_timeout_is_503() {
 
 #[test]
 fn info_metrics_openapi_and_a_thousand_documents() {
-    let srv = serve(&[]);
+    // No cache: the engine itself must score copies alike wherever they are in the batch.
+    let srv = serve(&["--cache-mb", "0"]);
     let (q, docs) = w50();
     let thousand: Vec<String> = docs.iter().cycle().take(1000).cloned().collect();
     let (st, v, _) = srv.post(
@@ -528,7 +530,7 @@ fn metric(text: &str, name: &str) -> f64 {
 fn concurrent_requests_are_batched_and_correct() {
     // Admission by deadline off: all 16 requests are queued and batched together, however
     // slow the machine (one W50 request takes 0.3-3 s on the boxes seen).
-    let srv = serve(&["--max-queue-ms", "0"]);
+    let srv = serve(&["--max-queue-ms", "0", "--cache-mb", "0"]);
     let (q, docs) = w50();
     let want = score_with_cli(&q, &docs, &[]);
     let body = json!({"query": q, "documents": docs, "return_documents": false});
@@ -566,7 +568,14 @@ fn concurrent_requests_are_batched_and_correct() {
 #[test]
 fn sigterm_finishes_the_request_in_flight() {
     // A drain deadline far above what the request needs on a busy machine.
-    let mut srv = serve(&["--threads", "1", "--shutdown-grace-ms", "300000"]);
+    let mut srv = serve(&[
+        "--threads",
+        "1",
+        "--shutdown-grace-ms",
+        "300000",
+        "--cache-mb",
+        "0",
+    ]);
     let (q, docs) = w50();
     let body =
         json!({"query": q, "texts": docs.iter().cycle().take(300).cloned().collect::<Vec<_>>()});
@@ -654,4 +663,81 @@ fn qwen3_reranker_is_served_on_every_route_with_and_without_instruction() {
             );
         }
     }
+}
+
+#[test]
+fn repeated_pairs_are_answered_from_the_pair_score_cache() {
+    let srv = serve(&[]);
+    let (q, docs) = w50();
+    let want = score_with_cli(&q, &docs[..4], &[]);
+    // Four passages, one of them twice.
+    let texts = vec![
+        docs[0].clone(),
+        docs[1].clone(),
+        docs[2].clone(),
+        docs[0].clone(),
+        docs[3].clone(),
+    ];
+    let body = json!({"query": q, "texts": texts, "raw_scores": true});
+    let (st, first, _) = srv.post("/rerank", &body);
+    assert_eq!(st, 200, "{first}");
+    let (st, again, _) = srv.post("/rerank", &body);
+    assert_eq!(st, 200, "{again}");
+    // Bit-identical from the cache, and equal to the engine's own scores.
+    assert_eq!(first, again);
+    let (_, probs, _) = srv.post("/rerank", &json!({"query": q, "texts": texts}));
+    for r in probs.as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap() as usize;
+        let src = if i == 3 {
+            0
+        } else if i == 4 {
+            3
+        } else {
+            i
+        };
+        assert!(
+            (r["score"].as_f64().unwrap() - want[src]).abs() <= 1e-6,
+            "{probs}"
+        );
+    }
+    let (_, m) = srv.get("/metrics");
+    // Request 1: 4 scored, the repeat a hit; request 2: 5 hits; request 3 (probabilities: the
+    // same policy and pairs): 5 hits. Only request 1 reached the engine.
+    assert_eq!(
+        metric(
+            &m,
+            "crossrank_cache_misses_total{model=\"minilm-l6-rerank\"}"
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&m, "crossrank_cache_hits_total{model=\"minilm-l6-rerank\"}"),
+        11.0
+    );
+    assert_eq!(
+        metric(&m, "crossrank_cache_entries{model=\"minilm-l6-rerank\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(&m, "crossrank_batch_pairs_sum{model=\"minilm-l6-rerank\"}"),
+        4.0
+    );
+    // Another long-document policy is another entry.
+    let (st, _, _) = srv.post(
+        "/rerank",
+        &json!({"query": q, "texts": texts, "truncation_direction": "Left"}),
+    );
+    assert_eq!(st, 200);
+    let (_, m) = srv.get("/metrics");
+    assert_eq!(
+        metric(
+            &m,
+            "crossrank_cache_misses_total{model=\"minilm-l6-rerank\"}"
+        ),
+        8.0
+    );
+    // Off with --cache-mb 0.
+    let off = serve(&["--cache-mb", "0"]);
+    let (_, m) = off.get("/metrics");
+    assert!(!m.contains("crossrank_cache_hits_total"), "{m}");
 }

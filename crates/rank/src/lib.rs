@@ -1,6 +1,7 @@
 //! Rerankers: the interface every stage above the engine uses to rank documents for a query,
 //! with local cross-encoders and hosted APIs ([`hosted`]) behind it.
 
+pub mod cache;
 pub mod fusion;
 pub mod hosted;
 pub mod long_docs;
@@ -200,6 +201,24 @@ pub trait Reranker: Send + Sync {
             ranked.truncate(n);
         }
         Ok(ranked)
+    }
+}
+
+/// A shared reranker is a reranker (the server holds its models as `Arc<dyn Reranker>`).
+impl<T: Reranker + ?Sized> Reranker for Arc<T> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn score_kind(&self) -> ScoreKind {
+        (**self).score_kind()
+    }
+    fn score_detailed(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Scored, RankError> {
+        (**self).score_detailed(query, documents, opts)
     }
 }
 

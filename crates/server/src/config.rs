@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Seconds between saves of changed dense indexes to `DIR/NAME/dense` (0: only at
     /// shutdown). A server killed before a save rebuilds them from the stored embeddings.
     pub collection_save_secs: u64,
+    /// Memory of each model's pair-score cache in MiB (0: no cache). A (query, document)
+    /// pair scored before under the same options is answered from it, bit for bit.
+    pub cache_mb: usize,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             collections_dir: None,
             embedder: None,
             collection_save_secs: 30,
+            cache_mb: 64,
         }
     }
 }
@@ -143,6 +147,7 @@ impl ServerConfig {
             "max_upload_documents": self.max_upload_documents,
             "request_timeout_ms": self.request_timeout_ms,
             "shutdown_grace_ms": self.shutdown_grace_ms,
+            "cache_mb": self.cache_mb,
         })
     }
 }

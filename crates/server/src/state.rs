@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::queued::{QueuedReranker, RequestLimits};
 use crate::ServerError;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
+use crossrank_rank::cache::CachedReranker;
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::Reranker;
 use crossrank_retrieve::store::{CollectionStore, DirStore};
@@ -30,10 +31,26 @@ pub enum Backend {
 pub struct ModelHandle {
     /// Name used in requests.
     pub name: String,
-    /// What every request scores through: the same trait the CLI and the pipeline use.
+    /// What every request scores through: the same trait the CLI and the pipeline use (the
+    /// pair-score cache in front of the model when `cache_mb` > 0).
     pub reranker: Arc<dyn Reranker>,
+    /// The model's pair-score cache, for `/metrics`.
+    pub cache: Option<Cached>,
     /// Local engine or hosted API.
     pub backend: Backend,
+}
+
+/// `reranker` behind a pair-score cache of `cache_mb` MiB (none for 0).
+type Cached = Arc<CachedReranker<Arc<dyn Reranker>>>;
+fn cached(reranker: Arc<dyn Reranker>, cache_mb: usize) -> (Arc<dyn Reranker>, Option<Cached>) {
+    if cache_mb == 0 {
+        return (reranker, None);
+    }
+    let cache = Arc::new(CachedReranker::new(
+        reranker,
+        cache_mb.saturating_mul(1 << 20),
+    ));
+    (cache.clone(), Some(cache))
 }
 
 /// Shared by every request.
@@ -70,9 +87,11 @@ impl AppState {
                 let hosted = HostedReranker::from_spec(&entry.model, HostedOptions::default())
                     .map_err(|e| ServerError::Config(format!("model {}: {e}", entry.name)))?;
                 let hosted = Arc::new(hosted);
+                let (reranker, cache) = cached(hosted.clone(), config.cache_mb);
                 models.push(ModelHandle {
                     name: entry.name.clone(),
-                    reranker: hosted.clone(),
+                    reranker,
+                    cache,
                     backend: Backend::Hosted(hosted),
                 });
                 continue;
@@ -104,9 +123,11 @@ impl AppState {
                 },
                 metrics.clone(),
             ));
+            let (reranker, cache) = cached(queued.clone(), config.cache_mb);
             models.push(ModelHandle {
                 name: entry.name.clone(),
-                reranker: queued.clone(),
+                reranker,
+                cache,
                 backend: Backend::Local {
                     queued,
                     quantize: entry.quantize,

@@ -80,6 +80,9 @@ pub struct Args {
     /// Bi-encoder for new collections (dense / hybrid retrieval; directory or hub id).
     #[arg(long)]
     pub embedder: Option<String>,
+    /// Memory of each model's pair-score cache in MiB (0: off; default 64).
+    #[arg(long)]
+    pub cache_mb: Option<usize>,
 }
 
 fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
@@ -177,6 +180,9 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     }
     if let Some(v) = args.collection_save_secs {
         c.collection_save_secs = v;
+    }
+    if let Some(v) = args.cache_mb {
+        c.cache_mb = v;
     }
     if let Some(e) = &args.embedder {
         c.embedder = Some(PathBuf::from(e));

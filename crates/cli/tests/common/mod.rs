@@ -74,3 +74,51 @@ pub fn w50() -> (String, Vec<String>) {
             .collect(),
     )
 }
+
+/// `{"query", "documents"}` in a file, for the Python scripts that call a server.
+pub fn request_file(tag: &str, query: &str, docs: &[String]) -> std::path::PathBuf {
+    let file = temp_dir(tag).join("request.json");
+    let body = serde_json::json!({"query": query, "documents": docs});
+    std::fs::write(&file, body.to_string()).unwrap();
+    file
+}
+
+/// Checks that each of `clients` in a script's output (`{client: [[index, score], ...]}` best
+/// first) ranks every document as `want` (the reference scores, input order) does, with the
+/// same scores.
+pub fn assert_ranked_like(got: &Value, clients: &[&str], want: &[f64]) {
+    let mut order: Vec<usize> = (0..want.len()).collect();
+    order.sort_by(|&a, &b| want[b].total_cmp(&want[a]));
+    for client in clients {
+        let res = got[client]
+            .as_array()
+            .unwrap_or_else(|| panic!("{client} missing: {got}"));
+        assert_eq!(res.len(), want.len(), "{client}: {res:?}");
+        for (k, r) in res.iter().enumerate() {
+            let (i, s) = (r[0].as_u64().unwrap() as usize, r[1].as_f64().unwrap());
+            assert_eq!(i, order[k], "{client}: rank {k}");
+            assert!(
+                (s - want[i]).abs() <= 1e-6,
+                "{client}: index {i} score {s} vs {}",
+                want[i]
+            );
+        }
+    }
+}
+
+/// Runs `tests/py/SCRIPT BASE_URL MODEL API_KEY REQUEST.json` with the venv's `py` against a
+/// server (with an API key) on the first `n` W50-dl20 passages: the script's JSON output and
+/// the reference scores of `crossrank score` on the same pairs.
+pub fn script_against_server(py: &Path, script: &str, n: usize) -> (Value, Vec<f64>) {
+    let srv = serve(&["--api-key", "test-key"]);
+    let (q, docs) = w50();
+    let docs: Vec<String> = docs.into_iter().take(n).collect();
+    let want = score_with_cli(&q, &docs, &[]);
+    let req = request_file(script, &q, &docs);
+    let out = Cmd::new(py)
+        .arg(repo().join("crates/cli/tests/py").join(script))
+        .args([&srv.url, "minilm-l6-rerank", "test-key"])
+        .arg(&req)
+        .ok();
+    (serde_json::from_str(out.trim()).unwrap(), want)
+}

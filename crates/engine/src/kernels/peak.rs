@@ -32,6 +32,11 @@ fn fma_loop(iters: u64) -> f64 {
         // SAFETY: AVX-512F present.
         unsafe { return avx512_loop(iters) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: AVX2 and FMA present.
+        unsafe { return avx2_loop(iters) };
+    }
     let mut acc = [[1.0f32; 8]; 12];
     let m = std::hint::black_box(0.999_999f32);
     let a = std::hint::black_box(1e-7f32);
@@ -62,4 +67,22 @@ unsafe fn avx512_loop(iters: u64) -> f64 {
     }
     std::hint::black_box(&acc);
     (iters * 12 * 16 * 2) as f64
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_loop(iters: u64) -> f64 {
+    use std::arch::x86_64::*;
+    let m = _mm256_set1_ps(std::hint::black_box(0.999_999));
+    let a = _mm256_set1_ps(std::hint::black_box(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, m, a);
+        }
+    }
+    std::hint::black_box(&acc);
+    (iters * 12 * 8 * 2) as f64
 }

@@ -112,11 +112,49 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
     responses((status = 200, description = "Prometheus text exposition", body = String,
         content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.metrics.render();
+    let caches: Vec<_> = state
+        .models
+        .iter()
+        .filter_map(|m| Some((&m.name, m.cache.as_ref()?.stats())))
+        .collect();
+    if !caches.is_empty() {
+        use std::fmt::Write;
+        for (metric, kind, help) in [
+            (
+                "crossrank_cache_hits_total",
+                "counter",
+                "Documents answered from the pair-score cache (or repeated inside their request).",
+            ),
+            (
+                "crossrank_cache_misses_total",
+                "counter",
+                "Documents the model scored because the cache did not hold them.",
+            ),
+            (
+                "crossrank_cache_bytes",
+                "gauge",
+                "Estimated memory held by the pair-score cache.",
+            ),
+            (
+                "crossrank_cache_entries",
+                "gauge",
+                "Pairs held by the pair-score cache.",
+            ),
+        ] {
+            let _ = writeln!(text, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
+            for (name, s) in &caches {
+                let v = match metric {
+                    "crossrank_cache_hits_total" => s.hits as f64,
+                    "crossrank_cache_misses_total" => s.misses as f64,
+                    "crossrank_cache_bytes" => s.bytes as f64,
+                    _ => s.entries as f64,
+                };
+                let _ = writeln!(text, "{metric}{{model=\"{name}\"}} {v}");
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// The OpenAPI 3 description of the routes, generated from the wire types.
