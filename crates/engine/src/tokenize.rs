@@ -30,7 +30,7 @@ pub struct PairTokenizer {
 }
 
 /// Which end of a text truncation removes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Direction {
     /// Keep the beginning (the reference's behaviour).
     #[default]

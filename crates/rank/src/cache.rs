@@ -11,7 +11,7 @@
 use crate::{RankError, Ranked, Reranker, ScoreKind, ScoreOptions, Scored};
 use lru::LruCache;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -75,18 +75,26 @@ impl<R: Reranker> CachedReranker<R> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The 128-bit key of a document under a request's options and query.
-    fn key(&self, opts: &ScoreOptions, query: &str, doc: &str) -> u128 {
-        let half = |state: &std::hash::RandomState| {
+    /// The two hasher states of a request (its options and query, hashed once); a document's
+    /// 128-bit key continues them with its text ([`key`]).
+    fn request_hashers(&self, opts: &ScoreOptions, query: &str) -> [DefaultHasher; 2] {
+        [&self.hashers.0, &self.hashers.1].map(|state| {
             let mut h = state.build_hasher();
-            format!("{:?}", opts.long_docs).hash(&mut h);
+            opts.long_docs.hash(&mut h);
             opts.instruction.hash(&mut h);
             query.hash(&mut h);
-            doc.hash(&mut h);
-            h.finish()
-        };
-        (u128::from(half(&self.hashers.0)) << 64) | u128::from(half(&self.hashers.1))
+            h
+        })
     }
+}
+
+/// The key of `doc` under a request's [`CachedReranker::request_hashers`].
+fn key(request: &[DefaultHasher; 2], doc: &str) -> u128 {
+    let [a, b] = request.clone().map(|mut h| {
+        doc.hash(&mut h);
+        h.finish()
+    });
+    (u128::from(a) << 64) | u128::from(b)
 }
 
 impl<R: Reranker> Reranker for CachedReranker<R> {
@@ -104,7 +112,8 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
         documents: &[&str],
         opts: &ScoreOptions,
     ) -> Result<Scored, RankError> {
-        let keys: Vec<u128> = documents.iter().map(|d| self.key(opts, query, d)).collect();
+        let request = self.request_hashers(opts, query);
+        let keys: Vec<u128> = documents.iter().map(|d| key(&request, d)).collect();
         let mut found: Vec<Option<(f32, f32)>> = {
             let mut cache = self.lock();
             keys.iter().map(|k| cache.get(k).copied()).collect()

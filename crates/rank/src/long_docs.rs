@@ -15,7 +15,7 @@ use crossrank_engine::{CrossEncoder, Direction, Encoded, Prediction, Template};
 use std::ops::Range;
 
 /// How documents longer than the model's window are handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LongDocs {
     /// Truncate each pair to the window (the CLI's default; TEI `truncate: true`). A prompt
     /// template truncates its own way (the document's end), whatever the direction.

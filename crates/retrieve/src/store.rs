@@ -62,8 +62,8 @@ type Shared = Arc<Mutex<Collection>>;
 /// sharing one bi-encoder per distinct embedder.
 pub struct DirStore {
     root: PathBuf,
-    /// Set by [`DirStore::single`]: the one collection served, at this directory.
-    single: Option<PathBuf>,
+    /// Set by [`DirStore::single`]: the directory of the one collection served, and its name.
+    single: Option<(PathBuf, String)>,
     /// Whether opening a collection loads its bi-encoder (needed for dense search and writes).
     load_embedders: bool,
     embedder: Option<PathBuf>,
@@ -97,7 +97,7 @@ impl DirStore {
     pub fn single(dir: &Path, embedder: Option<&Path>, load_embedder: bool) -> (DirStore, String) {
         let name = dir.display().to_string();
         let store = DirStore {
-            single: Some(dir.to_path_buf()),
+            single: Some((dir.to_path_buf(), name.clone())),
             load_embedders: load_embedder,
             ..DirStore::new(dir, embedder, usize::MAX)
         };
@@ -108,10 +108,9 @@ impl DirStore {
     /// name open it once; a failed open leaves nothing behind.
     fn collection(&self, name: &str, create: bool) -> Result<Shared> {
         match &self.single {
-            Some(dir) if dir.display().to_string() != name => {
+            Some((_, only)) if only != name => {
                 return Err(RetrieveError::NotFound(format!(
-                    "this store holds only the collection {}",
-                    dir.display()
+                    "this store holds only the collection {only}"
                 )))
             }
             Some(_) => {}
@@ -123,44 +122,43 @@ impl DirStore {
 
     fn open(&self, name: &str, create: bool) -> Result<Shared> {
         let dir = match &self.single {
-            Some(d) => d.clone(),
+            Some((d, _)) => d.clone(),
             None => self.root.join(name),
         };
-        let embedder = self.embedder.as_deref();
-        let embedders = self.load_embedders.then_some(&self.embedders);
-        if Collection::exists(&dir) {
-            let c = Collection::open_shared(&dir, embedder, embedders)?;
-            return Ok(Arc::new(Mutex::new(c)));
-        }
-        if !create {
+        let exists = Collection::exists(&dir);
+        if !exists && !create {
             return Err(RetrieveError::NotFound(match &self.single {
-                Some(d) => format!(
+                Some((d, _)) => format!(
                     "{} is not a collection (run crossrank index first)",
                     d.display()
                 ),
                 None => format!("no collection {name:?}"),
             }));
         }
-        if self.single.is_some() {
-            let c = Collection::open_shared(&dir, embedder, embedders)?;
-            return Ok(Arc::new(Mutex::new(c)));
-        }
-        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
-        let have = std::fs::read_dir(&self.root)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter(|e| Collection::exists(&e.path()))
-                    .count()
-            })
-            .unwrap_or(0);
-        if have >= self.max_collections {
-            return Err(RetrieveError::Limit(format!(
-                "this server holds {have} collections, the limit (max_collections) is {}; \
-                 collection {name:?} was not created",
-                self.max_collections
-            )));
-        }
-        let c = Collection::open_shared(&dir, embedder, embedders)?;
+        // A new collection under the root counts against `max_collections`; the lock is held
+        // until it exists, so two creations cannot both pass the check.
+        let _creating = if exists || self.single.is_some() {
+            None
+        } else {
+            let guard = self.creating.lock().unwrap_or_else(|p| p.into_inner());
+            let have = std::fs::read_dir(&self.root)
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| Collection::exists(&e.path()))
+                        .count()
+                })
+                .unwrap_or(0);
+            if have >= self.max_collections {
+                return Err(RetrieveError::Limit(format!(
+                    "this server holds {have} collections, the limit (max_collections) is {}; \
+                     collection {name:?} was not created",
+                    self.max_collections
+                )));
+            }
+            Some(guard)
+        };
+        let embedders = self.load_embedders.then_some(&self.embedders);
+        let c = Collection::open_shared(&dir, self.embedder.as_deref(), embedders)?;
         Ok(Arc::new(Mutex::new(c)))
     }
 

@@ -4,7 +4,6 @@ use crate::model_spec::ModelArgs;
 use anyhow::{Context, Result};
 use crossrank_rank::fusion::FusionConfig;
 use crossrank_rank::ScoreOptions;
-use crossrank_retrieve::collection::Retriever;
 use crossrank_retrieve::hybrid::HybridMode;
 use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
 use crossrank_retrieve::store::DirStore;
@@ -53,7 +52,6 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
-    let r = Retriever::from(args.retriever);
     let fusion: FusionConfig = match &args.fusion {
         Some(p) => {
             let t = std::fs::read_to_string(p)
@@ -62,7 +60,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => FusionConfig::default(),
     };
-    let (store, name) = DirStore::single(&args.collection, None, r != Retriever::Bm25);
+    let (store, name) = DirStore::single(
+        &args.collection,
+        None,
+        args.retriever != RetrieverKind::Bm25,
+    );
     let reranker = args.model.reranker()?;
     let mut req = SearchRequest {
         query: args.query.clone(),

@@ -36,11 +36,11 @@ def _default_model_dir() -> str:
     if env:  # an empty value counts as unset
         return env
     here = Path(__file__).resolve().parent
-    for candidate in (
-        here / "models" / DEFAULT_MODEL,
-        here.parents[3] / "models" / DEFAULT_MODEL if len(here.parents) > 3 else None,
-    ):
-        if candidate is not None and (candidate / "config.json").is_file():
+    candidates = [here / "models" / DEFAULT_MODEL]
+    if len(here.parents) > 3:  # crates/python/python/crossrank in a source checkout
+        candidates.append(here.parents[3] / "models" / DEFAULT_MODEL)
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
             return str(candidate)
     raise FileNotFoundError(
         f"the default model ({DEFAULT_MODEL}) is not bundled with this installation; "

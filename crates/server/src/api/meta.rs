@@ -120,37 +120,37 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .collect();
     if !caches.is_empty() {
         use std::fmt::Write;
-        for (metric, kind, help) in [
+        type Read = fn(&crossrank_rank::cache::CacheStats) -> f64;
+        let series: [(&str, &str, &str, Read); 4] = [
             (
                 "crossrank_cache_hits_total",
                 "counter",
                 "Documents answered from the pair-score cache (or repeated inside their request).",
+                |s| s.hits as f64,
             ),
             (
                 "crossrank_cache_misses_total",
                 "counter",
                 "Documents the model scored because the cache did not hold them.",
+                |s| s.misses as f64,
             ),
             (
                 "crossrank_cache_bytes",
                 "gauge",
                 "Estimated memory held by the pair-score cache.",
+                |s| s.bytes as f64,
             ),
             (
                 "crossrank_cache_entries",
                 "gauge",
                 "Pairs held by the pair-score cache.",
+                |s| s.entries as f64,
             ),
-        ] {
+        ];
+        for (metric, kind, help, read) in series {
             let _ = writeln!(text, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
             for (name, s) in &caches {
-                let v = match metric {
-                    "crossrank_cache_hits_total" => s.hits as f64,
-                    "crossrank_cache_misses_total" => s.misses as f64,
-                    "crossrank_cache_bytes" => s.bytes as f64,
-                    _ => s.entries as f64,
-                };
-                let _ = writeln!(text, "{metric}{{model=\"{name}\"}} {v}");
+                let _ = writeln!(text, "{metric}{{model=\"{name}\"}} {}", read(s));
             }
         }
     }
