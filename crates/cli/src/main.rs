@@ -3,6 +3,7 @@
 mod commands;
 mod input;
 mod model_spec;
+mod store;
 
 use clap::{Parser, Subcommand};
 

@@ -39,6 +39,12 @@ pub enum RetrieveError {
     /// The request is over a size limit (documents after chunking).
     #[error("{0}")]
     TooLarge(String),
+    /// The collection store's database cannot be reached (a 503: retry later).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The collection store's database refused a statement.
+    #[error("{0}")]
+    Store(String),
     /// The dense index failed.
     #[error(transparent)]
     Dense(#[from] crate::dense::DenseError),

@@ -28,7 +28,8 @@ pub struct Filters {
 }
 
 impl Filters {
-    fn is_empty(&self) -> bool {
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
         self.source.is_none() && self.doc_id.is_none() && self.metadata.is_empty()
     }
     fn keep(&self, d: &StoredDoc) -> bool {
@@ -79,6 +80,21 @@ impl Default for SearchRequest {
             fusion: FusionConfig::default(),
             min_score: None,
         }
+    }
+}
+
+impl SearchRequest {
+    /// Refuses an empty query and zero counts; the first stage it names.
+    pub fn check(&self) -> Result<Retriever> {
+        if self.query.trim().is_empty() {
+            return Err(RetrieveError::Invalid("the query is empty".into()));
+        }
+        if self.top_k == 0 || self.candidates == 0 {
+            return Err(RetrieveError::Invalid(
+                "top_k and candidates must be >= 1".into(),
+            ));
+        }
+        Ok(self.retriever.with_mode(self.hybrid.validate()?))
     }
 }
 
@@ -223,15 +239,7 @@ pub struct Candidates {
 
 /// Retrieves and filters the candidates of `req`.
 pub fn first_stage(c: &mut Collection, req: &SearchRequest) -> Result<Candidates> {
-    if req.query.trim().is_empty() {
-        return Err(RetrieveError::Invalid("the query is empty".into()));
-    }
-    if req.top_k == 0 || req.candidates == 0 {
-        return Err(RetrieveError::Invalid(
-            "top_k and candidates must be >= 1".into(),
-        ));
-    }
-    let r = req.retriever.with_mode(req.hybrid.validate()?);
+    let r = req.check()?;
     let t0 = Instant::now();
     // Filters apply after the first stage, so look deeper when filtering.
     let depth = if req.filters.is_empty() {
@@ -264,6 +272,16 @@ impl Candidates {
     /// Candidates a store retrieved itself, best first, filters applied, taking `retrieve_ms`.
     pub fn new(docs: Vec<StoredDoc>, retrieve_ms: f64) -> Self {
         Candidates { docs, retrieve_ms }
+    }
+
+    /// Milliseconds the first stage took.
+    pub fn retrieve_ms(&self) -> f64 {
+        self.retrieve_ms
+    }
+
+    /// The candidates, best first.
+    pub fn docs(&self) -> &[StoredDoc] {
+        &self.docs
     }
 
     /// The texts the reranker reads (title and text), in candidate order.

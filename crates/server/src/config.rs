@@ -66,6 +66,12 @@ pub struct ServerConfig {
     pub collections_dir: Option<std::path::PathBuf>,
     /// Bi-encoder directory for new collections (dense and hybrid retrieval).
     pub embedder: Option<std::path::PathBuf>,
+    /// Keep the collections in PostgreSQL + pgvector instead of `collections_dir`:
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB`. Every server on one database serves the
+    /// same collections.
+    pub store: Option<String>,
+    /// Settings of the PostgreSQL store (HNSW parameters, pool, timeouts).
+    pub postgres: crossrank_retrieve::store::PgConfig,
     /// Seconds between saves of changed dense indexes to `DIR/NAME/dense` (0: only at
     /// shutdown). A server killed before a save rebuilds them from the stored embeddings.
     pub collection_save_secs: u64,
@@ -97,6 +103,8 @@ impl Default for ServerConfig {
             threads: None,
             collections_dir: None,
             embedder: None,
+            store: None,
+            postgres: Default::default(),
             collection_save_secs: 30,
             cache_mb: 64,
         }
@@ -128,6 +136,9 @@ impl ServerConfig {
         }
         if self.request_timeout_ms == 0 {
             return Err("request_timeout_ms must be at least 1".into());
+        }
+        if self.store.is_some() && self.collections_dir.is_some() {
+            return Err("give either store (PostgreSQL) or collections_dir, not both".into());
         }
         Ok(())
     }

@@ -78,6 +78,9 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
             state::Backend::Hosted(_) => println!("model {} = {}", m.name, m.reranker.name()),
         }
     }
+    if let Some(store) = &state.collections {
+        println!("collections in {}", store.location());
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let every = state.config.collection_save_secs;

@@ -19,6 +19,7 @@ pub fn retrieve_error(e: RetrieveError) -> ApiError {
             ApiError::unprocessable(m)
         }
         RetrieveError::Rank(e) => crate::core::request_error(e),
+        RetrieveError::Unavailable(m) => ApiError::unavailable(m),
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -27,7 +28,7 @@ pub fn retrieve_error(e: RetrieveError) -> ApiError {
 pub fn store(state: &AppState) -> Result<Arc<dyn CollectionStore>, ApiError> {
     state.collections.clone().ok_or_else(|| {
         ApiError::not_found(
-            "collections are not enabled on this server (start it with --collections DIR)",
+            "collections are not enabled on this server (start it with --collections DIR or --store postgres://...)",
         )
     })
 }

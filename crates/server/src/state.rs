@@ -10,7 +10,7 @@ use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantiz
 use crossrank_rank::cache::CachedReranker;
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::Reranker;
-use crossrank_retrieve::store::{CollectionStore, DirStore};
+use crossrank_retrieve::store::{CollectionStore, DirStore, PgStore};
 use std::sync::Arc;
 
 /// What serves a model name, for `/info` and `/health` (scoring goes through
@@ -61,7 +61,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// The collection store (`--collections DIR`), if collections are enabled.
+    /// The collection store (`--collections DIR` or `--store postgres://...`), if collections
+    /// are enabled.
     pub collections: Option<Arc<dyn CollectionStore>>,
     /// Set once shutdown has begun: new requests get 503.
     pub draining: std::sync::atomic::AtomicBool,
@@ -134,13 +135,28 @@ impl AppState {
                 },
             });
         }
-        let collections = config.collections_dir.as_deref().map(|root| {
-            Arc::new(DirStore::new(
+        let collections = match (&config.store, &config.collections_dir) {
+            (Some(_), Some(_)) => {
+                return Err(ServerError::Config(
+                    "give either store (PostgreSQL) or collections_dir, not both".into(),
+                ))
+            }
+            (Some(url), None) => Some(Arc::new(
+                PgStore::new(
+                    url,
+                    config.embedder.as_deref(),
+                    config.max_collections,
+                    config.postgres.clone(),
+                )
+                .map_err(|e| ServerError::Config(e.to_string()))?,
+            ) as Arc<dyn CollectionStore>),
+            (None, Some(root)) => Some(Arc::new(DirStore::new(
                 root,
                 config.embedder.as_deref(),
                 config.max_collections,
-            )) as Arc<dyn CollectionStore>
-        });
+            )) as Arc<dyn CollectionStore>),
+            (None, None) => None,
+        };
         Ok(AppState {
             models,
             config,

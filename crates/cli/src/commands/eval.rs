@@ -39,12 +39,18 @@ pub struct Args {
     #[arg(long, default_value = "test")]
     pub split: String,
     /// BEIR first stage: bm25 (in memory), or dense / hybrid over a collection built with
-    /// --embedder in a temporary directory.
+    /// --embedder in a temporary directory; with --store, the store's retrieval.
     #[arg(long, value_enum, default_value_t = RetrieverKind::Bm25)]
     pub retriever: RetrieverKind,
     /// Bi-encoder for --retriever dense / hybrid (directory or hub id).
     #[arg(long)]
     pub embedder: Option<String>,
+    #[command(flatten)]
+    pub store: crate::store::StoreArgs,
+    /// With --store: the collection holding the BEIR corpus (indexed into it first when it does
+    /// not exist; default beir_NAME).
+    #[arg(long, requires = "store")]
+    pub collection: Option<String>,
     /// First-stage depth (default: the largest --candidates).
     #[arg(long)]
     pub depth: Option<usize>,
@@ -122,7 +128,9 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         .depth
         .unwrap_or_else(|| args.candidates.iter().copied().max().unwrap_or(100));
     let tmp = std::env::temp_dir().join(format!("crossrank-beir-{}", std::process::id()));
-    let mut first: FirstStage = if args.retriever == RetrieverKind::Bm25 {
+    let mut first: FirstStage = if let Some(url) = &args.store.store {
+        store_first_stage(args, url, &b, depth)?
+    } else if args.retriever == RetrieverKind::Bm25 {
         eprintln!(
             "indexing {} documents of {} with BM25",
             b.corpus.len(),
@@ -187,6 +195,77 @@ fn beir_first_stage(args: &Args, dir: &Path) -> Result<RerankSet> {
         queries,
         qrels: b.qrels,
     })
+}
+
+/// The first stage of `--store`: the store's own retrieval over collection `--collection`,
+/// which is made from the BEIR corpus if it does not exist.
+fn store_first_stage(
+    args: &Args,
+    url: &str,
+    b: &datasets::Beir,
+    depth: usize,
+) -> Result<FirstStage> {
+    use crossrank_retrieve::collection::DocInput;
+    use crossrank_retrieve::pipeline::SearchRequest;
+    use crossrank_retrieve::store::{CollectionStore, PgConfig, PgStore};
+    use crossrank_retrieve::RetrieveError;
+    let emb = args
+        .embedder
+        .as_deref()
+        .map(crate::model_spec::resolve_embedder)
+        .transpose()?;
+    let store = PgStore::new(url, emb.as_deref(), usize::MAX, PgConfig::default())?;
+    let name = args.collection.clone().unwrap_or_else(|| {
+        let n: String = b
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        format!("beir_{n}")
+    });
+    let retriever = args.retriever;
+    let request = move |query: &str| SearchRequest {
+        query: query.to_string(),
+        candidates: depth,
+        retriever,
+        ..Default::default()
+    };
+    match store.first_stage(&name, &request("probe")) {
+        Err(RetrieveError::NotFound(_)) => {
+            eprintln!(
+                "indexing {} documents of {} into collection {name} of {}",
+                b.corpus.len(),
+                b.name,
+                store.location()
+            );
+            let docs: Vec<DocInput> = b
+                .corpus
+                .iter()
+                .map(|(id, text)| DocInput::new(id, text))
+                .collect();
+            for part in docs.chunks(256) {
+                store.upsert(&name, part, None, usize::MAX)?;
+            }
+        }
+        other => {
+            other?;
+            eprintln!(
+                "collection {name} of {} is already indexed",
+                store.location()
+            );
+        }
+    }
+    Ok(Box::new(move |q| {
+        let got = store.first_stage(&name, &request(q))?;
+        let n = got.docs().len();
+        // The store returns candidates in order; their rank stands for the score.
+        Ok(got
+            .docs()
+            .iter()
+            .enumerate()
+            .map(|(r, d)| (d.id.clone(), (n - r) as f32))
+            .collect())
+    }))
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

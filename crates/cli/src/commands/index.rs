@@ -1,18 +1,20 @@
-//! `crossrank index`: add, replace or delete documents of an on-disk collection.
+//! `crossrank index`: add, replace or delete documents of a collection (a directory, or a
+//! collection in PostgreSQL with `--store`).
 
 use crate::input::{jsonl_objects, read_source};
 use anyhow::{bail, Context, Result};
 use crossrank_retrieve::collection::DocInput;
-use crossrank_retrieve::store::{CollectionStore, DirStore};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
 /// Arguments of `index`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Collection directory (created if missing).
+    /// Collection directory (created if missing); with --store, the collection's name.
     #[arg(long)]
     pub collection: PathBuf,
+    #[command(flatten)]
+    pub store: crate::store::StoreArgs,
     /// JSONL of {id, text, title?, source?, updated_at? (RFC 3339), doc_id?, metadata?}.
     #[arg(long)]
     pub input: Option<String>,
@@ -54,7 +56,9 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(crate::model_spec::resolve_embedder)
         .transpose()?;
-    let (store, name) = DirStore::single(&args.collection, embedder.as_deref(), !parsed.is_empty());
+    let (store, name) =
+        args.store
+            .open(&args.collection, embedder.as_deref(), !parsed.is_empty())?;
     let context = || format!("collection {}", args.collection.display());
     if !args.delete.is_empty() {
         let mut n = 0;

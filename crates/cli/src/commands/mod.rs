@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod bench_postgres;
 pub mod bench_retrieval;
 pub mod calibrate;
 pub mod eval;

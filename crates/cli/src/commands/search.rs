@@ -6,7 +6,6 @@ use crossrank_rank::fusion::FusionConfig;
 use crossrank_rank::ScoreOptions;
 use crossrank_retrieve::hybrid::HybridMode;
 use crossrank_retrieve::pipeline::{now_unix, search, RetrieverKind, SearchRequest};
-use crossrank_retrieve::store::DirStore;
 use std::path::PathBuf;
 
 /// Arguments of `search`.
@@ -14,9 +13,11 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Collection directory.
+    /// Collection directory; with --store, the collection's name.
     #[arg(long)]
     pub collection: PathBuf,
+    #[command(flatten)]
+    pub store: crate::store::StoreArgs,
     /// The query.
     #[arg(long, short)]
     pub query: String,
@@ -60,11 +61,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         None => FusionConfig::default(),
     };
-    let (store, name) = DirStore::single(
+    let (store, name) = args.store.open(
         &args.collection,
         None,
         args.retriever != RetrieverKind::Bm25,
-    );
+    )?;
     let reranker = args.model.reranker()?;
     let mut req = SearchRequest {
         query: args.query.clone(),
@@ -82,7 +83,14 @@ pub fn run(args: Args) -> Result<()> {
     };
     req.filters.source = args.source.clone();
     let opts = ScoreOptions::default();
-    let resp = search(&store, &name, &req, now_unix(), reranker.as_ref(), &opts)?;
+    let resp = search(
+        store.as_ref(),
+        &name,
+        &req,
+        now_unix(),
+        reranker.as_ref(),
+        &opts,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&resp)?);
         return Ok(());

@@ -80,6 +80,16 @@ pub struct Args {
     /// Bi-encoder for new collections (dense / hybrid retrieval; directory or hub id).
     #[arg(long)]
     pub embedder: Option<String>,
+    /// Serve the collections of a PostgreSQL + pgvector database instead of a directory:
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB (or CROSSRANK_STORE). Any number of servers on
+    /// one database serve the same collections.
+    #[arg(
+        long,
+        env = "CROSSRANK_STORE",
+        hide_env_values = true,
+        conflicts_with = "collections"
+    )]
+    pub store: Option<String>,
     /// Memory of each model's pair-score cache in MiB (0: off; default 64).
     #[arg(long)]
     pub cache_mb: Option<usize>,
@@ -177,6 +187,9 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     }
     if args.collections.is_some() {
         c.collections_dir = args.collections.clone();
+    }
+    if args.store.is_some() {
+        c.store = args.store.clone();
     }
     if let Some(v) = args.collection_save_secs {
         c.collection_save_secs = v;

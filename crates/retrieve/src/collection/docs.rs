@@ -74,6 +74,27 @@ impl StoredDoc {
     }
 }
 
+/// Refuses an empty id and an `updated_at` that is not RFC 3339 (every store checks uploads
+/// with this).
+pub fn validate(docs: &[DocInput]) -> crate::Result<()> {
+    for d in docs {
+        if d.id.is_empty() {
+            return Err(crate::RetrieveError::Invalid(
+                "a document has an empty id".into(),
+            ));
+        }
+        if let Some(u) = &d.updated_at {
+            if parse_date(u).is_none() {
+                return Err(crate::RetrieveError::Invalid(format!(
+                    "document {}: updated_at {u:?} is not RFC 3339",
+                    d.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Unix seconds of an RFC 3339 date.
 pub fn parse_date(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)

@@ -20,7 +20,7 @@ mod tests;
 pub use chunk::{chunk, ChunkUnit};
 use crossrank_engine::vectors::{f32s_from_le, f32s_to_le};
 use crossrank_engine::BiEncoder;
-pub use docs::{parse_date, DocInput, Manifest, StoredDoc};
+pub use docs::{parse_date, validate, DocInput, Manifest, StoredDoc};
 use docs::{schema, Fields};
 pub use retrieval::{Hit, Retriever};
 use serde::Serialize;
@@ -197,7 +197,7 @@ impl Collection {
     /// Adds or replaces documents and commits; returns how many were written. Documents are
     /// embedded with the collection's bi-encoder, if it has one.
     pub fn upsert(&mut self, docs: &[DocInput]) -> Result<usize> {
-        self.validate(docs)?;
+        validate(docs)?;
         let embeddings = match &self.embedder {
             Some(e) => {
                 let texts: Vec<String> = docs
@@ -224,7 +224,7 @@ impl Collection {
         docs: &[DocInput],
         embeddings: Vec<Vec<f32>>,
     ) -> Result<usize> {
-        self.validate(docs)?;
+        validate(docs)?;
         if embeddings.len() != docs.len() {
             return Err(RetrieveError::Invalid(format!(
                 "{} documents but {} embeddings",
@@ -254,23 +254,6 @@ impl Collection {
 
     fn save_manifest(&self) -> Result<()> {
         write_manifest(&self.dir, &self.manifest)
-    }
-
-    fn validate(&self, docs: &[DocInput]) -> Result<()> {
-        for d in docs {
-            if d.id.is_empty() {
-                return Err(RetrieveError::Invalid("a document has an empty id".into()));
-            }
-            if let Some(u) = &d.updated_at {
-                if parse_date(u).is_none() {
-                    return Err(RetrieveError::Invalid(format!(
-                        "document {}: updated_at {u:?} is not RFC 3339",
-                        d.id
-                    )));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn write(&mut self, docs: &[DocInput], embeddings: Option<Vec<Vec<f32>>>) -> Result<usize> {

@@ -99,6 +99,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "limits": c.limits(),
         "collections": {
             "enabled": state.collections.is_some(),
+            "store": state.collections.as_ref().map(|s| s.location()),
             "open": stats.map(|s| s.open).unwrap_or(0),
             "embedders_loaded": stats.map(|s| s.embedders_loaded).unwrap_or(0),
         },

@@ -1,11 +1,6 @@
-//! Where collections live: the storage seam. A [`CollectionStore`] owns its collections (their
-//! registry, names, creation limit, layout and save policy); callers upload, delete and run the
-//! first stage by collection name and never see how a collection is kept. [`DirStore`] keeps
-//! each collection in a directory (tantivy + the dense index); a database store implements the
-//! same trait.
-//!
-//! Every method blocks (disk, embedding); async callers run them on a blocking thread.
+//! [`DirStore`]: collections in subdirectories of one root directory.
 
+use super::{CollectionStore, StoreStats, Upserted};
 use crate::collection::{valid_name, Collection, DocInput};
 use crate::embedders::Embedders;
 use crate::once_map::OnceMap;
@@ -13,48 +8,6 @@ use crate::pipeline::{first_stage, Candidates, SearchRequest};
 use crate::{Result, RetrieveError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-
-/// What an upload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Upserted {
-    /// Documents (chunks) written.
-    pub indexed: usize,
-    /// Documents in the collection afterwards.
-    pub count: u64,
-}
-
-/// Counts for metrics and `/info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Collections open in this process.
-    pub open: usize,
-    /// Distinct bi-encoders loaded.
-    pub embedders_loaded: usize,
-}
-
-/// Collections by name.
-pub trait CollectionStore: Send + Sync {
-    /// Adds or replaces documents of collection `name`, creating it on first upload (within the
-    /// store's limit). With `chunk = Some((tokens, overlap))` documents are split first; at most
-    /// `max_documents` are written, counted after chunking. Acknowledged writes are durable.
-    fn upsert(
-        &self,
-        name: &str,
-        docs: &[DocInput],
-        chunk: Option<(usize, usize)>,
-        max_documents: usize,
-    ) -> Result<Upserted>;
-    /// Deletes document `id`; the documents left, or None when there was no such document.
-    fn delete(&self, name: &str, id: &str) -> Result<Option<u64>>;
-    /// The first stage of `req` over collection `name` (see [`first_stage`]); whatever the
-    /// store locks, it holds only for this call, so the reranking that follows runs unlocked.
-    fn first_stage(&self, name: &str, req: &SearchRequest) -> Result<Candidates>;
-    /// Saves what is pending (changed dense indexes) of every open collection; with `wait`,
-    /// waits for busy collections, else skips them until the next call.
-    fn flush(&self, wait: bool);
-    /// Counts for metrics.
-    fn stats(&self) -> StoreStats;
-}
 
 type Shared = Arc<Mutex<Collection>>;
 
@@ -227,6 +180,13 @@ impl CollectionStore for DirStore {
                     eprintln!("crossrank: saving the dense index of collection {name}: {e}");
                 }
             }
+        }
+    }
+
+    fn location(&self) -> String {
+        match &self.single {
+            Some((d, _)) => d.display().to_string(),
+            None => self.root.display().to_string(),
         }
     }
 
