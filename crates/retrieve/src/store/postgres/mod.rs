@@ -273,21 +273,33 @@ impl PgStore {
                     }
                     None => (None, None),
                 };
-                let new = schema::NewCollection {
-                    name,
-                    embedder: embedder.as_deref(),
-                    dim,
-                    m: self.config.hnsw_m.clamp(2, 100),
-                    ef_construction: self.config.hnsw_ef_construction.clamp(4, 1000),
-                    max_collections: self.max_collections,
-                };
-                schema::create(&mut client, &new)
-                    .await
-                    .map_err(|e| self.context(e))?
+                self.create(&mut client, name, embedder.as_deref(), dim)
+                    .await?
             }
         };
         self.lock_known().insert(name.to_string(), meta.clone());
         Ok(meta)
+    }
+
+    /// Creates collection `name` with the store's HNSW settings and collection limit.
+    async fn create(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        name: &str,
+        embedder: Option<&str>,
+        dim: Option<usize>,
+    ) -> Result<Meta> {
+        let new = schema::NewCollection {
+            name,
+            embedder,
+            dim,
+            m: self.config.hnsw_m.clamp(2, 100),
+            ef_construction: self.config.hnsw_ef_construction.clamp(4, 1000),
+            max_collections: self.max_collections,
+        };
+        schema::create(client, &new)
+            .await
+            .map_err(|e| self.context(e))
     }
 
     fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Meta>> {
@@ -399,17 +411,7 @@ impl PgStore {
             let meta = match self.meta(name, false).await {
                 Err(RetrieveError::NotFound(_)) => {
                     let mut client = self.client().await?;
-                    let new = schema::NewCollection {
-                        name,
-                        embedder: None,
-                        dim,
-                        m: self.config.hnsw_m.clamp(2, 100),
-                        ef_construction: self.config.hnsw_ef_construction.clamp(4, 1000),
-                        max_collections: self.max_collections,
-                    };
-                    schema::create(&mut client, &new)
-                        .await
-                        .map_err(|e| self.context(e))?
+                    self.create(&mut client, name, None, dim).await?
                 }
                 other => other?,
             };
