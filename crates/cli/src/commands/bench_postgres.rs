@@ -1,41 +1,61 @@
 //! `crossrank bench-retrieval --store postgres://...`: the same generated collection written
-//! into PostgreSQL + pgvector through the store (one transaction per 5,000 chunks, the HNSW
-//! index maintained as rows arrive), then dense top-k p50 / p95 and recall@k against an exact
-//! scan in the database, the same with a filter matching 10% of the rows, and full-text top-k.
+//! into PostgreSQL + pgvector through the store (one transaction per 5,000 chunks; the HNSW
+//! index built once after the load, or with `--pg-incremental` maintained as rows arrive),
+//! then dense top-k p50 / p95 and recall@k against an exact scan in the database (at the
+//! store's `ef_search` floor and a sweep of others), the same with a filter matching 10% of
+//! the rows, and full-text top-k.
 //! The collection is deleted afterwards.
 
 use super::bench_retrieval::{percentiles, Args, Generator};
 use anyhow::{Context, Result};
 use crossrank_retrieve::collection::DocInput;
 use crossrank_retrieve::pipeline::{Filters, RetrieverKind, SearchRequest};
-use crossrank_retrieve::store::{CollectionStore, PgConfig, PgStore};
+use crossrank_retrieve::store::{CollectionStore, PgConfig, PgStore, Scan};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 
-/// Dense timings and recall for one filter.
+/// Dense timings and recall for one filter and scan.
 struct Dense {
     p50: f64,
     p95: f64,
-    exact_p50: f64,
     recall: f64,
     mean_rows: f64,
+}
+
+/// Ids and cosine similarities, best first.
+type Hits = Vec<(String, f32)>;
+
+/// The exact top-k of every query (a full scan each) and its p50 milliseconds.
+fn exact(
+    store: &PgStore,
+    name: &str,
+    queries: &[Vec<f32>],
+    k: usize,
+    f: &Filters,
+) -> Result<(Vec<Hits>, f64)> {
+    let (mut want, mut ms) = (Vec::new(), Vec::new());
+    for q in queries {
+        let t = Instant::now();
+        want.push(store.search_vector(name, q, k, f, Scan::Exact)?);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((want, percentiles(ms).0))
 }
 
 fn dense(
     store: &PgStore,
     name: &str,
     queries: &[Vec<f32>],
+    want: &[Hits],
     k: usize,
     f: &Filters,
+    scan: Scan,
 ) -> Result<Dense> {
-    let (mut ms, mut exact_ms, mut found, mut rows) = (Vec::new(), Vec::new(), 0, 0);
-    for q in queries {
+    let (mut ms, mut found, mut rows) = (Vec::new(), 0, 0);
+    for (q, want) in queries.iter().zip(want) {
         let t = Instant::now();
-        let got = store.search_vector(name, q, k, f, false)?;
+        let got = store.search_vector(name, q, k, f, scan)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        let want = store.search_vector(name, q, k, f, true)?;
-        exact_ms.push(t.elapsed().as_secs_f64() * 1e3);
         rows += got.len();
         found += want
             .iter()
@@ -46,11 +66,13 @@ fn dense(
     Ok(Dense {
         p50,
         p95,
-        exact_p50: percentiles(exact_ms).0,
         recall: found as f64 / (k * queries.len()) as f64,
         mean_rows: rows as f64 / queries.len() as f64,
     })
 }
+
+/// `hnsw.ef_search` floors measured besides the store's default.
+const EF_SWEEP: [usize; 4] = [40, 100, 200, 400];
 
 /// Runs the benchmark against the database `url`.
 pub fn run(args: &Args, url: &str) -> Result<()> {
@@ -68,6 +90,7 @@ pub fn run(args: &Args, url: &str) -> Result<()> {
     let t = Instant::now();
     let batch = 5_000;
     let mut sample_texts = Vec::new();
+    let mut index_s = 0.0;
     for start in (0..args.docs).step_by(batch) {
         let n = batch.min(args.docs - start);
         let docs: Vec<DocInput> = (start..start + n)
@@ -83,15 +106,50 @@ pub fn run(args: &Args, url: &str) -> Result<()> {
         store
             .upsert_vectors(&name, &docs, vectors)
             .with_context(|| format!("writing chunks {start}.."))?;
+        if start == 0 && !args.pg_incremental {
+            // Bulk load: the first upload made the collection; write the rest without the
+            // graph and build it once at the end.
+            store.set_hnsw(&name, false)?;
+        }
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
-    let build_s = t.elapsed().as_secs_f64();
+    let load_s = t.elapsed().as_secs_f64();
+    if !args.pg_incremental {
+        let t = Instant::now();
+        store.set_hnsw(&name, true)?;
+        index_s = t.elapsed().as_secs_f64();
+    }
+    let build_s = load_s + index_s;
     let queries: Vec<Vec<f32>> = (0..args.queries).map(|_| g.vector()).collect();
-    let all = dense(&store, &name, &queries, args.k, &Filters::default())?;
+    let scan = store.scan();
+    let (want, exact_p50) = exact(&store, &name, &queries, args.k, &Filters::default())?;
+    let all = dense(
+        &store,
+        &name,
+        &queries,
+        &want,
+        args.k,
+        &Filters::default(),
+        scan,
+    )?;
+    let mut sweep = Vec::new();
+    for ef_search in EF_SWEEP {
+        let d = dense(
+            &store,
+            &name,
+            &queries,
+            &want,
+            args.k,
+            &Filters::default(),
+            Scan::Hnsw { ef_search },
+        )?;
+        sweep.push((ef_search, d));
+    }
     let mut tenth = Filters::default();
     tenth.metadata.insert("bucket".into(), serde_json::json!(3));
-    let filtered = dense(&store, &name, &queries, args.k, &tenth)?;
+    let (want_tenth, filtered_exact_p50) = exact(&store, &name, &queries, args.k, &tenth)?;
+    let filtered = dense(&store, &name, &queries, &want_tenth, args.k, &tenth, scan)?;
     let mut lexical_ms = Vec::new();
     let mut lexical_rows = 0;
     for i in 0..args.queries {
@@ -117,12 +175,16 @@ pub fn run(args: &Args, url: &str) -> Result<()> {
     let report = serde_json::json!({
         "store": store.location(), "docs": args.docs, "dim": args.dim,
         "distribution": distribution, "queries": args.queries, "k": args.k,
-        "build_s": build_s,
-        "dense_p50_ms": all.p50, "dense_p95_ms": all.p95, "dense_exact_p50_ms": all.exact_p50,
+        "build_s": build_s, "load_s": load_s, "index_s": index_s,
+        "bulk_load": !args.pg_incremental, "ef_search_floor": PgConfig::default().ef_search,
+        "dense_p50_ms": all.p50, "dense_p95_ms": all.p95, "dense_exact_p50_ms": exact_p50,
         "recall_at_k": all.recall, "dense_mean_rows": all.mean_rows,
         "filtered_p50_ms": filtered.p50, "filtered_p95_ms": filtered.p95,
-        "filtered_exact_p50_ms": filtered.exact_p50, "filtered_recall_at_k": filtered.recall,
+        "filtered_exact_p50_ms": filtered_exact_p50, "filtered_recall_at_k": filtered.recall,
         "filtered_mean_rows": filtered.mean_rows,
+        "ef_search_sweep": sweep.iter().map(|(ef, d)| serde_json::json!({
+            "ef_search": ef, "p50_ms": d.p50, "p95_ms": d.p95, "recall_at_k": d.recall,
+        })).collect::<Vec<_>>(),
         "lexical_p50_ms": lex_p50, "lexical_p95_ms": lex_p95,
         "lexical_mean_rows": lexical_rows as f64 / args.queries as f64,
     });
@@ -137,17 +199,37 @@ pub fn run(args: &Args, url: &str) -> Result<()> {
         args.queries,
         store.location()
     );
-    println!("build: written with the HNSW index maintained, {build_s:.1} s");
-    for (what, d) in [("dense", &all), ("dense, filter on 10% of rows", &filtered)] {
+    if args.pg_incremental {
+        println!("build: written with the HNSW index maintained, {build_s:.1} s");
+    } else {
         println!(
-            "{what} top-{k}: p50 {:.2} ms, p95 {:.2} ms, recall@{k} vs exact {:.4}, {:.1} rows \
-             (exact scan p50 {:.1} ms)",
+            "build: {build_s:.1} s ({load_s:.1} s writing without the graph, {index_s:.1} s \
+             CREATE INDEX hnsw)"
+        );
+    }
+    let floor = PgConfig::default().ef_search;
+    for (what, d, exact_ms) in [
+        ("dense", &all, exact_p50),
+        (
+            "dense, filter on 10% of rows",
+            &filtered,
+            filtered_exact_p50,
+        ),
+    ] {
+        println!(
+            "{what} top-{k} (ef_search floor {floor}): p50 {:.2} ms, p95 {:.2} ms, recall@{k} vs \
+             exact {:.4}, {:.1} rows (exact scan p50 {exact_ms:.1} ms)",
             d.p50,
             d.p95,
             d.recall,
             d.mean_rows,
-            d.exact_p50,
             k = args.k
+        );
+    }
+    for (ef, d) in &sweep {
+        println!(
+            "  ef_search floor {ef:>4}: p50 {:.2} ms, p95 {:.2} ms, recall@{} {:.4}",
+            d.p50, d.p95, args.k, d.recall
         );
     }
     println!(

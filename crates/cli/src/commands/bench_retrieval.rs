@@ -51,6 +51,10 @@ pub struct Args {
     /// collection is made in it (and dropped afterwards), and filtered searches are timed too.
     #[arg(long)]
     pub store: Option<String>,
+    /// With --store: keep the HNSW index while writing (as a live collection does) instead
+    /// of building it once after the load.
+    #[arg(long, requires = "store")]
+    pub pg_incremental: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

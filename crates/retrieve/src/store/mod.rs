@@ -16,7 +16,7 @@ pub mod postgres;
 
 pub use dir::DirStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgConfig, PgStore};
+pub use postgres::{PgConfig, PgStore, Scan};
 
 /// What an upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

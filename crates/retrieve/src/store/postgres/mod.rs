@@ -40,6 +40,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 pub use schema::SCHEMA_VERSION;
+pub use search::Scan;
+
+/// The default floor of `hnsw.ef_search` (see [`PgConfig::ef_search`]).
+pub const DEFAULT_EF_SEARCH: usize = 200;
 
 /// How the store connects and what new collections are made with (`[store]` settings).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +53,9 @@ pub struct PgConfig {
     pub hnsw_m: u32,
     /// HNSW build depth of new collections (pgvector's `ef_construction`).
     pub hnsw_ef_construction: u32,
+    /// Candidates an HNSW search keeps at least (`hnsw.ef_search` is the larger of this and
+    /// the candidates asked for, at most 1,000): recall against speed.
+    pub ef_search: usize,
     /// Connections kept open.
     pub pool_size: usize,
     /// Milliseconds to connect, to wait for a pooled connection, and for one statement.
@@ -60,6 +67,7 @@ impl Default for PgConfig {
         PgConfig {
             hnsw_m: 16,
             hnsw_ef_construction: 64,
+            ef_search: DEFAULT_EF_SEARCH,
             pool_size: 8,
             timeout_ms: 10_000,
         }
@@ -451,15 +459,39 @@ impl PgStore {
         })
     }
 
+    /// How dense searches read the collections: the HNSW index with the configured floor.
+    pub fn scan(&self) -> Scan {
+        Scan::Hnsw {
+            ef_search: self.config.ef_search,
+        }
+    }
+
+    /// Drops collection `name`'s HNSW index (`on` false: bulk loads write faster without
+    /// it; dense searches then scan) or builds it again (`on` true, with the store's `m` and
+    /// `ef_construction`, in parallel where PostgreSQL allows, without a statement timeout).
+    pub fn set_hnsw(&self, name: &str, on: bool) -> Result<()> {
+        self.block_on(async {
+            let meta = self.meta(name, false).await?;
+            let mut client = self.client().await?;
+            let (m, ef) = (
+                self.config.hnsw_m.clamp(2, 100),
+                self.config.hnsw_ef_construction.clamp(4, 1000),
+            );
+            schema::set_hnsw(&mut client, &meta, on.then_some((m, ef)))
+                .await
+                .map_err(|e| self.context(e))
+        })
+    }
+
     /// The `k` nearest documents to `q` with `filters` (ids and cosine similarities, best
-    /// first), through the HNSW index or, with `exact`, a full scan.
+    /// first), read as `scan` says.
     pub fn search_vector(
         &self,
         name: &str,
         q: &[f32],
         k: usize,
         filters: &crate::pipeline::Filters,
-        exact: bool,
+        scan: Scan,
     ) -> Result<Vec<(String, f32)>> {
         self.block_on(async {
             let meta = self.meta(name, false).await?;
@@ -468,7 +500,7 @@ impl PgStore {
                 .transaction()
                 .await
                 .map_err(|e| self.context(db_error(e)))?;
-            let hits = search::dense(&tx, &meta, q, k, filters, exact)
+            let hits = search::dense(&tx, &meta, q, k, filters, scan)
                 .await
                 .map_err(|e| self.context(e))?;
             tx.commit().await.map_err(|e| self.context(db_error(e)))?;
@@ -572,17 +604,9 @@ impl CollectionStore for PgStore {
                 .start()
                 .await
                 .map_err(|e| self.context(db_error(e)))?;
-            let docs = search::first_stage(
-                &tx,
-                &meta,
-                &req.query,
-                q.as_deref(),
-                retriever,
-                req.candidates,
-                &req.filters,
-            )
-            .await
-            .map_err(|e| self.context(e))?;
+            let docs = search::first_stage(&tx, &meta, req, retriever, q.as_deref(), self.scan())
+                .await
+                .map_err(|e| self.context(e))?;
             tx.commit().await.map_err(|e| self.context(db_error(e)))?;
             Ok(docs)
         })?;

@@ -170,6 +170,36 @@ pub async fn create(
     Ok(meta)
 }
 
+/// Drops the HNSW index of `meta`'s table, or with `build` (m, ef_construction) makes it
+/// (again): one transaction, 1 GiB of maintenance memory, no statement timeout.
+pub async fn set_hnsw(
+    client: &mut deadpool_postgres::Client,
+    meta: &Meta,
+    build: Option<(u32, u32)>,
+) -> Result<()> {
+    if meta.dim.is_none() {
+        return Err(RetrieveError::Invalid(
+            "the collection has no embeddings (no embedder): it has no HNSW index".into(),
+        ));
+    }
+    let t = meta.table();
+    let tx = client.transaction().await.map_err(db_error)?;
+    let mut sql = format!("DROP INDEX IF EXISTS {t}_embedding;");
+    if let Some((m, ef_construction)) = build {
+        sql.push_str("SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL statement_timeout = 0;");
+        sql.push_str(&hnsw_ddl(&t, m, ef_construction));
+    }
+    tx.batch_execute(&sql).await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
+}
+
+fn hnsw_ddl(t: &str, m: u32, ef_construction: u32) -> String {
+    format!(
+        "CREATE INDEX {t}_embedding ON {t} USING hnsw (embedding vector_cosine_ops)
+         WITH (m = {m}, ef_construction = {ef_construction});"
+    )
+}
+
 /// The table and indexes of one collection. Only integers are formatted into the SQL.
 fn table_ddl(meta: &Meta, m: u32, ef_construction: u32) -> String {
     let t = meta.table();
@@ -196,10 +226,7 @@ fn table_ddl(meta: &Meta, m: u32, ef_construction: u32) -> String {
         CREATE INDEX {t}_metadata ON {t} USING gin (metadata jsonb_path_ops);"
     );
     if meta.dim.is_some() {
-        sql.push_str(&format!(
-            "CREATE INDEX {t}_embedding ON {t} USING hnsw (embedding vector_cosine_ops)
-             WITH (m = {m}, ef_construction = {ef_construction});"
-        ));
+        sql.push_str(&hnsw_ddl(&t, m, ef_construction));
     }
     sql
 }

@@ -7,7 +7,7 @@
 use super::{db_error, Meta};
 use crate::collection::{Retriever, StoredDoc};
 use crate::hybrid::fuse;
-use crate::pipeline::Filters;
+use crate::pipeline::{Filters, SearchRequest};
 use crate::Result;
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
@@ -66,24 +66,40 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-/// The `k` nearest documents to `q` by cosine (score = cosine similarity), best first;
-/// `exact`: a full scan instead of the HNSW index (to measure the index's recall).
+/// How a dense search reads the collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// The HNSW index, keeping `max(k, ef_search)` candidates (at most pgvector's 1,000).
+    Hnsw {
+        /// The floor of `hnsw.ef_search` (the store's `ef_search`).
+        ef_search: usize,
+    },
+    /// A full scan: exact, to measure the index's recall against.
+    Exact,
+}
+
+/// The `k` nearest documents to `q` by cosine (score = cosine similarity), best first.
 pub async fn dense(
     tx: &impl GenericClient,
     meta: &Meta,
     q: &[f32],
     k: usize,
     filters: &Filters,
-    exact: bool,
+    scan: Scan,
 ) -> Result<Vec<(StoredDoc, f32)>> {
     // The HNSW scan keeps ef_search candidates; at least k, and with iterative scans a
     // filtered search keeps scanning until k rows pass the filter (relaxed order: re-sorted
     // below).
-    let ef = k.clamp(40, MAX_EF_SEARCH);
-    let set = if exact {
-        "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off".to_string()
-    } else {
-        format!("SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order")
+    let set = match scan {
+        Scan::Exact => {
+            "SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off".to_string()
+        }
+        Scan::Hnsw { ef_search } => {
+            let ef = k.max(ef_search).clamp(1, MAX_EF_SEARCH);
+            format!(
+                "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order"
+            )
+        }
     };
     tx.batch_execute(&set).await.map_err(db_error)?;
     let mut params: Vec<Param> = vec![Box::new(Vector::from(q.to_vec())), Box::new(k as i64)];
@@ -125,17 +141,17 @@ async fn lexical(
     Ok(rows.iter().map(|r| (stored(r), r.get(7))).collect())
 }
 
-/// The first stage: the `k` best stored documents, filters applied. `q` is the query's
-/// embedding (dense and hybrid only).
+/// The first stage: the request's `candidates` best stored documents, its filters applied.
+/// `q` is the query's embedding (dense and hybrid only).
 pub async fn first_stage(
     tx: &impl GenericClient,
     meta: &Meta,
-    query: &str,
-    q: Option<&[f32]>,
+    req: &SearchRequest,
     retriever: Retriever,
-    k: usize,
-    filters: &Filters,
+    q: Option<&[f32]>,
+    scan: Scan,
 ) -> Result<Vec<StoredDoc>> {
+    let (query, k, filters) = (req.query.as_str(), req.candidates, &req.filters);
     let vector = || {
         q.ok_or_else(|| {
             crate::RetrieveError::Invalid("dense retrieval needs the collection's embedder".into())
@@ -144,11 +160,11 @@ pub async fn first_stage(
     let docs = |v: Vec<(StoredDoc, f32)>| v.into_iter().map(|(d, _)| d).collect();
     match retriever {
         Retriever::Bm25 => Ok(docs(lexical(tx, meta, query, k, filters).await?)),
-        Retriever::Dense => Ok(docs(dense(tx, meta, vector()?, k, filters, false).await?)),
+        Retriever::Dense => Ok(docs(dense(tx, meta, vector()?, k, filters, scan).await?)),
         Retriever::Hybrid(mode) => {
             let depth = k.max(100);
             let l = lexical(tx, meta, query, depth, filters).await?;
-            let d = dense(tx, meta, vector()?, depth, filters, false).await?;
+            let d = dense(tx, meta, vector()?, depth, filters, scan).await?;
             let ids = |v: &[(StoredDoc, f32)]| -> Vec<(String, f32)> {
                 v.iter().map(|(d, s)| (d.id.clone(), *s)).collect()
             };
