@@ -1,13 +1,15 @@
 //! Which model a command runs: `--model` (directory or hub id) or the default shipped with
 //! crossrank.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize, Template};
+use crossrank_rank::cascade::{is_cascade_spec, Cascade, CascadeSpec};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::long_docs::LongDocs;
 use crossrank_rank::{LocalReranker, Reranker};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Resolves a bi-encoder `--embedder` (directory or hub id, like `--model`) to its directory.
 pub fn resolve_embedder(spec: &str) -> Result<PathBuf> {
@@ -22,7 +24,9 @@ pub const DEFAULT_MODEL: &str = "minilm-l6-rerank";
 pub struct ModelArgs {
     /// Model directory, Hugging Face hub id (org/name), or where a reranker is accepted a
     /// hosted one: cohere:MODEL, voyage:MODEL, jina:MODEL, tei:URL, crossrank:URL[#MODEL]
-    /// (keys from COHERE_API_KEY / VOYAGE_API_KEY / JINA_API_KEY). Default: the bundled
+    /// (keys from COHERE_API_KEY / VOYAGE_API_KEY / JINA_API_KEY), or a cascade
+    /// 'cascade:FAST>PRECISE@K' (each stage a spec, optionally with
+    /// [quantize=int8,max_length=N]; PRECISE rescores FAST's best K). Default: the bundled
     /// minilm-l6-rerank.
     #[arg(long, short, visible_alias = "reranker")]
     pub model: Option<String>,
@@ -143,8 +147,12 @@ impl ModelArgs {
         }
     }
 
-    /// The reranker these arguments name: hosted for a provider spec, else the local model.
+    /// The reranker these arguments name: a cascade for `cascade:...`, hosted for a
+    /// provider spec, else the local model.
     pub fn reranker(&self) -> Result<Box<dyn Reranker>> {
+        if let Some(spec) = self.model.as_deref().filter(|s| is_cascade_spec(s)) {
+            return Ok(Box::new(self.cascade(spec)?));
+        }
         if let Some(spec) = self.model.as_deref().filter(|s| is_hosted_spec(s)) {
             return Ok(Box::new(
                 HostedReranker::from_spec(spec, HostedOptions::default())?
@@ -156,6 +164,59 @@ impl ModelArgs {
                 .with_instruction(self.instruction.clone())
                 .with_long_docs(self.long_docs()),
         ))
+    }
+
+    /// The cascade `spec` names: each stage a model spec as `--model` takes, optionally with
+    /// its own `[quantize=int8,max_length=N]` (other options as given on the command line).
+    pub fn cascade(&self, spec: &str) -> Result<Cascade> {
+        let parsed = CascadeSpec::parse(spec)?;
+        let stage = |s: &str| -> Result<Arc<dyn Reranker>> {
+            let args = self.stage_args(s)?;
+            let r = args
+                .reranker()
+                .with_context(|| format!("cascade stage {s}"))?;
+            Ok(Arc::from(r))
+        };
+        let first = stage(&parsed.first)?;
+        let mut then = Vec::new();
+        for (s, k) in &parsed.then {
+            then.push((stage(s)?, *k));
+        }
+        Ok(Cascade::new(first, then)?)
+    }
+
+    /// These arguments for one cascade stage `SPEC[key=value,...]`.
+    fn stage_args(&self, stage: &str) -> Result<ModelArgs> {
+        let mut args = self.clone();
+        let (spec, opts) = match stage.strip_suffix(']').and_then(|s| s.split_once('[')) {
+            Some((spec, opts)) => (spec, opts),
+            None => (stage, ""),
+        };
+        if is_cascade_spec(spec) {
+            bail!("cascade stage {stage}: a stage cannot be a cascade");
+        }
+        args.model = Some(spec.to_string());
+        for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            match opt.split_once('=') {
+                Some(("quantize", "int8")) => args.quantize = QuantizeArg::Int8,
+                Some(("quantize", "none")) => args.quantize = QuantizeArg::None,
+                Some(("max_length", n)) => {
+                    args.max_length = Some(
+                        n.parse()
+                            .ok()
+                            .filter(|&n: &usize| n >= 1)
+                            .with_context(|| {
+                                format!("cascade stage {stage}: max_length={n} is not a count >= 1")
+                            })?,
+                    )
+                }
+                _ => bail!(
+                    "cascade stage {stage}: unknown option {opt:?} (quantize=int8|none, \
+                     max_length=N)"
+                ),
+            }
+        }
+        Ok(args)
     }
 
     /// Refuses a `--long-docs` other than truncate for commands that score pairs as they are.
@@ -183,6 +244,9 @@ impl ModelArgs {
 
     /// Loads the model (a local one; hosted specs are refused here).
     pub fn load(&self) -> Result<CrossEncoder> {
+        if let Some(spec) = self.model.as_deref().filter(|s| is_cascade_spec(s)) {
+            bail!("{spec} is a cascade; this command needs one local model");
+        }
         if let Some(spec) = self.model.as_deref().filter(|s| is_hosted_spec(s)) {
             anyhow::bail!("{spec} is a hosted reranker; this command needs a local model");
         }

@@ -171,7 +171,11 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
                 }
             })
             .collect();
-        Ok(Scored { ranked, tokens })
+        Ok(Scored {
+            ranked,
+            tokens,
+            cascade: None,
+        })
     }
 }
 
@@ -217,6 +221,7 @@ mod tests {
                     })
                     .collect(),
                 tokens: documents.len() * 10,
+                cascade: None,
             })
         }
     }

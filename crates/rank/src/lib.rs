@@ -2,6 +2,7 @@
 //! with local cross-encoders and hosted APIs ([`hosted`]) behind it.
 
 pub mod cache;
+pub mod cascade;
 pub mod fusion;
 pub mod hosted;
 pub mod long_docs;
@@ -96,6 +97,9 @@ pub struct ScoreOptions {
     /// Set when the caller has gone (a client disconnected): queued work not yet started is
     /// dropped.
     pub cancel: Option<Cancel>,
+    /// A latency budget (a request's `deadline_ms`): a [`cascade::Cascade`] answers with the
+    /// best ranking finished by then instead of failing. Other rerankers ignore it.
+    pub budget: Option<Instant>,
 }
 
 /// A cancellation flag shared between a caller and a reranker; equal when it is the same flag.
@@ -148,12 +152,14 @@ impl Drop for CancelOnDrop {
 }
 
 /// Scores with accounting, as [`Reranker::score_detailed`] returns them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scored {
     /// One per document, input order.
     pub ranked: Vec<Ranked>,
     /// Tokens scored (every chunk, special tokens included; an estimate for hosted rerankers).
     pub tokens: usize,
+    /// What each stage did, for a cascade.
+    pub cascade: Option<cascade::CascadeReport>,
 }
 
 /// Anything that scores documents against a query.
@@ -282,6 +288,7 @@ impl Reranker for LocalReranker {
         Ok(Scored {
             tokens: prepared.tokens(),
             ranked: prepared.owners.fold(&predictions)?,
+            cascade: None,
         })
     }
 }

@@ -3,7 +3,8 @@
 //! reranker's errors to statuses.
 
 use crate::errors::ApiError;
-use crate::state::{AppState, ModelHandle};
+use crate::state::{AppState, Backend, ModelHandle};
+use crossrank_rank::cascade::CascadeReport;
 pub use crossrank_rank::long_docs::LongDocs;
 use crossrank_rank::{Cancel, RankError, Ranked, Reranker, ScoreOptions};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ pub struct RerankJob {
     pub long_docs: LongDocs,
     /// Instruction for models whose prompt template takes one (ignored by the others).
     pub instruction: Option<String>,
+    /// A cascade's latency budget in milliseconds: it answers with the best ranking finished
+    /// by then (ignored by other models; at most `request_timeout_ms`).
+    pub deadline_ms: Option<usize>,
 }
 
 /// Scores in input order plus accounting.
@@ -31,6 +35,8 @@ pub struct RerankOutcome {
     pub scores: Vec<Ranked>,
     /// Tokens scored (all chunks, special tokens included; estimated for hosted models).
     pub tokens: usize,
+    /// How a cascade answered (stages named as served).
+    pub cascade: Option<CascadeReport>,
 }
 
 /// Validates, queues and scores a request.
@@ -46,9 +52,19 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
         )));
     }
     let handle: &ModelHandle = state.model(job.model.as_deref())?;
+    let timeout = state.config.request_timeout_ms;
+    if let Some(ms) = job.deadline_ms.filter(|&ms| ms as u64 > timeout) {
+        return Err(ApiError::unprocessable(format!(
+            "field \"deadline_ms\" is {ms}; the server answers within {timeout} ms \
+             (request_timeout_ms), so it must be at most that"
+        )));
+    }
     let opts = ScoreOptions {
         long_docs: Some(job.long_docs),
         instruction: job.instruction,
+        budget: job
+            .deadline_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms as u64)),
         ..Default::default()
     };
     let query = job.query;
@@ -60,10 +76,20 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
             .map_err(request_error)
     })
     .await?;
+    let mut cascade = scored.cascade;
+    if let (Some(report), Backend::Cascade { stages }) = (&mut cascade, &handle.backend) {
+        for (s, (name, _)) in report.stages.iter_mut().zip(stages) {
+            s.model = name.clone();
+        }
+        state
+            .metrics
+            .cascade(&handle.name, report.final_stage, report.stages.len());
+    }
     Ok(RerankOutcome {
         model: handle.name.clone(),
         scores: scored.ranked,
         tokens: scored.tokens,
+        cascade,
     })
 }
 

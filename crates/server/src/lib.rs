@@ -75,7 +75,9 @@ async fn serve(state: Arc<AppState>) -> Result<(), ServerError> {
             state::Backend::Local { queued, .. } => {
                 println!("model {} = {}", m.name, queued.model().dir().display())
             }
-            state::Backend::Hosted(_) => println!("model {} = {}", m.name, m.reranker.name()),
+            state::Backend::Hosted(_) | state::Backend::Cascade { .. } => {
+                println!("model {} = {}", m.name, m.reranker.name())
+            }
         }
     }
     if let Some(store) = &state.collections {

@@ -70,6 +70,8 @@ struct Inner {
     throughput: BTreeMap<String, f64>,
     refused: BTreeMap<(String, &'static str), u64>,
     failed_batches: BTreeMap<(String, &'static str), u64>,
+    cascade_final: BTreeMap<(String, usize), u64>,
+    cascade_cut: BTreeMap<String, u64>,
 }
 
 /// The server's metrics.
@@ -92,6 +94,8 @@ impl Default for Metrics {
                 throughput: BTreeMap::new(),
                 refused: BTreeMap::new(),
                 failed_batches: BTreeMap::new(),
+                cascade_final: BTreeMap::new(),
+                cascade_cut: BTreeMap::new(),
             }),
         }
     }
@@ -151,6 +155,19 @@ impl Metrics {
             .refused
             .entry((model.to_string(), reason))
             .or_default() += 1;
+    }
+
+    /// A cascade request answered by stage `final_stage` (0-based) of `stages`; below the
+    /// last, its budget cut it.
+    pub fn cascade(&self, model: &str, final_stage: usize, stages: usize) {
+        let mut m = self.lock();
+        *m.cascade_final
+            .entry((model.to_string(), final_stage + 1))
+            .or_default() += 1;
+        let cut = m.cascade_cut.entry(model.to_string()).or_default();
+        if final_stage + 1 < stages {
+            *cut += 1;
+        }
     }
 
     /// A batch that failed (`kind`: error or panic).
@@ -242,6 +259,17 @@ impl Metrics {
                 out,
                 "crossrank_failed_batches_total{{model=\"{model}\",kind=\"{kind}\"}} {n}"
             );
+        }
+        out.push_str("# HELP crossrank_cascade_requests_total Cascade requests by the stage whose ranking was returned (1 = first).\n# TYPE crossrank_cascade_requests_total counter\n");
+        for ((model, stage), n) in &m.cascade_final {
+            let _ = writeln!(
+                out,
+                "crossrank_cascade_requests_total{{model=\"{model}\",final_stage=\"{stage}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP crossrank_cascade_cut_total Cascade requests whose deadline_ms stopped a later stage.\n# TYPE crossrank_cascade_cut_total counter\n");
+        for (model, n) in &m.cascade_cut {
+            let _ = writeln!(out, "crossrank_cascade_cut_total{{model=\"{model}\"}} {n}");
         }
         drop(m);
         if let Some(mem) = Memory::now() {

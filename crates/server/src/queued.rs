@@ -174,6 +174,7 @@ impl Reranker for QueuedReranker {
         Ok(Scored {
             ranked: prepared.owners.fold(&predictions)?,
             tokens,
+            cascade: None,
         })
     }
 }

@@ -1,13 +1,14 @@
 //! The server's shared state: loaded models with their batching queues, config, metrics.
 
 use crate::batcher::QueueLimits;
-use crate::config::ServerConfig;
+use crate::config::{ModelEntry, ServerConfig};
 use crate::errors::ApiError;
 use crate::metrics::Metrics;
 use crate::queued::{QueuedReranker, RequestLimits};
 use crate::ServerError;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
 use crossrank_rank::cache::CachedReranker;
+use crossrank_rank::cascade::{is_cascade_spec, Cascade, CascadeSpec};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::Reranker;
 use crossrank_retrieve::store::{CollectionStore, DirStore, PgStore};
@@ -25,6 +26,11 @@ pub enum Backend {
     },
     /// A hosted reranker (`cohere:`, `voyage:`, `jina:`, `tei:`, `crossrank:` specs).
     Hosted(Arc<HostedReranker>),
+    /// A cascade of other served models (`cascade:FAST>PRECISE@K`).
+    Cascade {
+        /// The served names of its stages, first first, and each later stage's K.
+        stages: Vec<(String, Option<usize>)>,
+    },
 }
 
 /// A served model.
@@ -53,6 +59,35 @@ fn cached(reranker: Arc<dyn Reranker>, cache_mb: usize) -> (Arc<dyn Reranker>, O
     (cache.clone(), Some(cache))
 }
 
+/// A cascade entry over the served models it names (they are its stages, each with its own
+/// queue and cache; the cascade itself is not cached again).
+fn cascade(entry: &ModelEntry, models: &[ModelHandle]) -> Result<ModelHandle, ServerError> {
+    let err = |m: String| ServerError::Config(format!("model {}: {m}", entry.name));
+    let spec = CascadeSpec::parse(&entry.model).map_err(|e| err(e.to_string()))?;
+    let stage = |name: &str| -> Result<Arc<dyn Reranker>, ServerError> {
+        match models.iter().find(|m| m.name == name) {
+            Some(m) => Ok(m.reranker.clone()),
+            None => Err(err(format!(
+                "cascade stage {name:?} is not a served model; serve it as its own [[models]] \
+                 entry (a cascade's stages are other models' names, not cascades)"
+            ))),
+        }
+    };
+    let mut then = Vec::new();
+    for (name, k) in &spec.then {
+        then.push((stage(name)?, *k));
+    }
+    let reranker = Cascade::new(stage(&spec.first)?, then).map_err(|e| err(e.to_string()))?;
+    let mut stages = vec![(spec.first.clone(), None)];
+    stages.extend(spec.then.iter().map(|(n, k)| (n.clone(), Some(*k))));
+    Ok(ModelHandle {
+        name: entry.name.clone(),
+        reranker: Arc::new(reranker),
+        cache: None,
+        backend: Backend::Cascade { stages },
+    })
+}
+
 /// Shared by every request.
 pub struct AppState {
     /// Models, the default first.
@@ -77,12 +112,15 @@ impl AppState {
         }
         let metrics = Arc::new(Metrics::default());
         let mut models = Vec::new();
-        for entry in &config.models {
-            if models.iter().any(|m: &ModelHandle| m.name == entry.name) {
+        for (i, entry) in config.models.iter().enumerate() {
+            if config.models[..i].iter().any(|m| m.name == entry.name) {
                 return Err(ServerError::Config(format!(
                     "model name {:?} is used twice",
                     entry.name
                 )));
+            }
+            if is_cascade_spec(&entry.model) {
+                continue; // once every model it may name is loaded
             }
             if is_hosted_spec(&entry.model) {
                 let hosted = HostedReranker::from_spec(&entry.model, HostedOptions::default())
@@ -134,6 +172,12 @@ impl AppState {
                     quantize: entry.quantize,
                 },
             });
+        }
+        for (i, entry) in config.models.iter().enumerate() {
+            if is_cascade_spec(&entry.model) {
+                let handle = cascade(entry, &models)?;
+                models.insert(i, handle);
+            }
         }
         let collections = match (&config.store, &config.collections_dir) {
             (Some(_), Some(_)) => {

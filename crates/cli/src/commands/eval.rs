@@ -3,9 +3,11 @@
 use crate::model_spec::ModelArgs;
 use anyhow::{bail, Context, Result};
 use crossrank_eval::datasets::{self, RerankSet};
-use crossrank_eval::harness::{run_eval, EvalOptions};
+use crossrank_eval::harness::{comparison_metric, run_eval, EvalOptions};
 use crossrank_eval::metrics::MetricSpec;
 use crossrank_eval::{report, run};
+use crossrank_rank::cascade::is_cascade_spec;
+use crossrank_rank::Reranker;
 use crossrank_retrieve::pipeline::RetrieverKind;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -69,6 +71,10 @@ pub struct Args {
     /// Queries timed per candidate count.
     #[arg(long, default_value_t = 10)]
     pub latency_queries: usize,
+    /// With a cascade --model: the last stage's K values to sweep, each cascade reported
+    /// beside each stage's model alone (default: the spec's K).
+    #[arg(long, value_delimiter = ',')]
+    pub cascade_k: Vec<usize>,
     /// Write report.md and report.html here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -310,13 +316,91 @@ pub fn run(args: Args) -> Result<()> {
         write(&dir.join("report.md"), &report::markdown(&result))?;
         write(&dir.join("report.html"), &report::html(&result))?;
     }
+    let sweep = match args.model.model.as_deref().filter(|m| is_cascade_spec(m)) {
+        Some(spec) => cascade_sweep(&args, spec, &set, &opts, result.candidates)?,
+        None => Vec::new(),
+    };
     if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+        let mut v = serde_json::to_value(&result)?;
+        if !sweep.is_empty() {
+            v["cascade_sweep"] = serde_json::to_value(&sweep)?;
+        }
+        println!("{v}");
     } else {
         print!("{}", report::markdown(&result));
+        if !sweep.is_empty() {
+            print!("{}", cascade_table(&sweep, &comparison_metric(&opts.spec)));
+        }
         if let Some(dir) = &args.report {
             println!("\nreport: {}", dir.join("report.html").display());
         }
     }
     Ok(())
+}
+
+/// One row of a cascade sweep: a stage's model alone or the cascade at one K.
+#[derive(serde::Serialize)]
+struct CascadeRow {
+    reranker: String,
+    /// The last stage's K (None: a model alone).
+    k: Option<usize>,
+    metrics: std::collections::BTreeMap<String, f64>,
+    rerank_ms_per_query: f64,
+}
+
+/// Each stage's model alone, then the cascade with its last K at each `--cascade-k`, all on
+/// the top `candidates` of every query: quality and median milliseconds per query.
+fn cascade_sweep(
+    args: &Args,
+    spec: &str,
+    set: &RerankSet,
+    opts: &EvalOptions,
+    candidates: usize,
+) -> Result<Vec<CascadeRow>> {
+    let cascade = args.model.cascade(spec)?;
+    let opts = EvalOptions {
+        candidates: vec![candidates],
+        ..opts.clone()
+    };
+    let parsed = crossrank_rank::cascade::CascadeSpec::parse(spec)?;
+    let names: Vec<&str> = parsed.models().collect();
+    let mut ks = args.cascade_k.clone();
+    if ks.is_empty() {
+        ks.extend(parsed.then.last().map(|t| t.1));
+    }
+    let mut rows = Vec::new();
+    let mut row = |name: String, k: Option<usize>, r: &dyn Reranker| -> Result<()> {
+        eprintln!("cascade sweep: {name}");
+        let e = run_eval(set, r, &opts, &|_, _| {})?;
+        let point = e.sweep.last().context("the evaluation swept nothing")?;
+        rows.push(CascadeRow {
+            reranker: name,
+            k,
+            metrics: point.metrics.clone(),
+            rerank_ms_per_query: point.rerank_ms_per_query,
+        });
+        Ok(())
+    };
+    for (name, stage) in names.iter().zip(cascade.stages()) {
+        row(format!("{name} alone"), None, stage.as_ref())?;
+    }
+    for k in ks.into_iter().filter(|&k| k >= 1) {
+        let c = cascade.with_last_k(k)?;
+        row(format!("cascade, last stage on the best {k}"), Some(k), &c)?;
+    }
+    Ok(rows)
+}
+
+fn cascade_table(rows: &[CascadeRow], metric: &str) -> String {
+    let mut s =
+        format!("\n## Cascade sweep\n\n| reranker | {metric} | ms / query |\n|---|---:|---:|\n");
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.4} | {:.1} |\n",
+            r.reranker,
+            r.metrics.get(metric).copied().unwrap_or(f64::NAN),
+            r.rerank_ms_per_query
+        ));
+    }
+    s
 }

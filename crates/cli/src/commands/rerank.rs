@@ -3,6 +3,7 @@
 use crate::input::{jsonl_objects, read_source, string_field};
 use crate::model_spec::ModelArgs;
 use anyhow::{bail, Result};
+use crossrank_rank::{sort_ranked, ScoreOptions};
 use std::io::{BufWriter, Write};
 
 /// Arguments of `rerank`.
@@ -58,7 +59,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     let reranker = args.model.reranker()?;
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
-    let mut ranked = reranker.rerank(&args.query, &refs, args.top_n)?;
+    let scored = reranker.score_detailed(&args.query, &refs, &ScoreOptions::default())?;
+    let mut ranked = scored.ranked;
+    sort_ranked(&mut ranked);
+    if let Some(n) = args.top_n {
+        ranked.truncate(n);
+    }
+    // A cascade's results say which stage placed them and each stage's score.
+    let stages = |i: usize| scored.cascade.as_ref().and_then(|c| c.scores.get(i));
     let abstention = args.min_score.map(|m| {
         let best = ranked.first().map(|r| (r.index, r.score as f64));
         let answerable = best.is_some_and(|(_, s)| s >= m);
@@ -69,7 +77,15 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         let results: Vec<_> = ranked
             .iter()
-            .map(|r| serde_json::json!({"index": r.index, "score": r.score, "text": docs[r.index]}))
+            .map(|r| {
+                let mut v =
+                    serde_json::json!({"index": r.index, "score": r.score, "text": docs[r.index]});
+                if let Some(s) = stages(r.index) {
+                    v["stage"] = serde_json::json!(s.len());
+                    v["stage_scores"] = serde_json::json!(s);
+                }
+                v
+            })
             .collect();
         let mut body = serde_json::json!({ "results": results });
         if let Some((answerable, best)) = abstention {

@@ -397,10 +397,7 @@ impl Reranker for HostedReranker {
         opts: &ScoreOptions,
     ) -> Result<Scored, RankError> {
         if documents.is_empty() {
-            return Ok(Scored {
-                ranked: Vec::new(),
-                tokens: 0,
-            });
+            return Ok(Scored::default());
         }
         let refuse_long = opts.long_docs.unwrap_or(self.long_docs) == LongDocs::Reject;
         if refuse_long && self.provider.truncation_switch().is_none() {
@@ -458,7 +455,11 @@ impl Reranker for HostedReranker {
             .iter()
             .map(|d| (d.len() + query.len()) / 4 + 1)
             .sum();
-        Ok(Scored { ranked, tokens })
+        Ok(Scored {
+            ranked,
+            tokens,
+            cascade: None,
+        })
     }
 }
 

@@ -84,6 +84,13 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
             Backend::Hosted(h) => {
                 json!({"name": m.name, "hosted": h.name(), "score_kind": "provider_relevance"})
             }
+            Backend::Cascade { stages } => {
+                let stages: Vec<Value> = stages
+                    .iter()
+                    .map(|(model, k)| json!({"model": model, "rescores_best": k}))
+                    .collect();
+                json!({"name": m.name, "cascade": stages})
+            }
         })
         .collect();
     Json(json!({
@@ -93,7 +100,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         "model_type": {"reranker": {}},
         "max_input_length": match &state.models[0].backend {
             Backend::Local { queued, .. } => Some(queued.model().max_length()),
-            Backend::Hosted(_) => None,
+            Backend::Hosted(_) | Backend::Cascade { .. } => None,
         },
         "models": models,
         "limits": c.limits(),

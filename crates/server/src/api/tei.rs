@@ -3,7 +3,7 @@
 //! [`TeiRequest`] -> `[`[`TeiRank`]`]` sorted by score, best first.
 
 use super::json_body;
-use super::wire::{parse, ErrorBody};
+use super::wire::{count, parse, stage_of, Count, ErrorBody};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
@@ -38,6 +38,8 @@ pub struct TeiRequest {
     pub model: Option<String>,
     /// Instruction for models whose prompt template takes one (crossrank extension).
     pub instruction: Option<String>,
+    /// A cascade's latency budget in milliseconds (crossrank extension).
+    pub deadline_ms: Option<Count>,
 }
 
 /// TEI's truncation direction; lower case is accepted too.
@@ -61,6 +63,12 @@ pub struct TeiRank {
     /// The text, with `return_text`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Cascades: the stage that placed this result (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    /// Cascades: each stage's score of this text, first first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_scores: Option<Vec<f32>>,
 }
 
 /// Scores `texts` against `query`.
@@ -106,15 +114,22 @@ async fn handle(
         documents: req.texts,
         long_docs,
         instruction: req.instruction,
+        deadline_ms: count(req.deadline_ms),
     };
-    let mut out = score(state, job).await?.scores;
+    let outcome = score(state, job).await?;
+    let mut out = outcome.scores;
     sort_ranked(&mut out);
     Ok(out
         .iter()
-        .map(|s| TeiRank {
-            index: s.index,
-            score: if raw { s.logit } else { s.score },
-            text: texts.get(s.index).cloned(),
+        .map(|s| {
+            let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
+            TeiRank {
+                index: s.index,
+                score: if raw { s.logit } else { s.score },
+                text: texts.get(s.index).cloned(),
+                stage,
+                stage_scores,
+            }
         })
         .collect())
 }

@@ -4,7 +4,7 @@
 //!
 //! [`V1Request`] -> [`V1Response`].
 
-use super::wire::{count, parse, ApiVersion, BilledUnits, Count, ErrorBody};
+use super::wire::{count, parse, stage_of, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody};
 use super::{json_body, request_id, search_units};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
@@ -47,6 +47,9 @@ pub struct V1Request {
     pub truncation: Option<bool>,
     /// Instruction for models whose prompt template takes one (crossrank extension).
     pub instruction: Option<String>,
+    /// A cascade's latency budget: the best ranking finished in this many milliseconds
+    /// (crossrank extension; other models ignore it).
+    pub deadline_ms: Option<Count>,
 }
 
 /// One ranked document.
@@ -60,6 +63,12 @@ pub struct V1Result {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub document: Option<Value>,
+    /// Cascades: the stage that placed this result (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    /// Cascades: each stage's score of this document, first first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_scores: Option<Vec<f32>>,
 }
 
 /// Tokens scored, as Jina and Voyage report them.
@@ -98,6 +107,9 @@ pub struct V1Response {
     pub usage: Usage,
     /// Cohere's metadata.
     pub meta: V1Meta,
+    /// How a cascade answered (cascade models only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeInfo>,
 }
 
 /// Cohere v1's default number of chunks per document.
@@ -191,6 +203,7 @@ async fn handle(
         documents: texts,
         long_docs,
         instruction: req.instruction,
+        deadline_ms: count(req.deadline_ms),
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
@@ -199,13 +212,18 @@ async fn handle(
     let docs = req.documents;
     let results: Vec<V1Result> = scores
         .iter()
-        .map(|s| V1Result {
-            index: s.index,
-            relevance_score: s.score,
-            document: return_documents.then(|| match &docs[s.index] {
-                Value::String(t) => json!({"text": t}),
-                other => other.clone(),
-            }),
+        .map(|s| {
+            let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
+            V1Result {
+                index: s.index,
+                relevance_score: s.score,
+                document: return_documents.then(|| match &docs[s.index] {
+                    Value::String(t) => json!({"text": t}),
+                    other => other.clone(),
+                }),
+                stage,
+                stage_scores,
+            }
         })
         .collect();
     Ok(V1Response {
@@ -224,5 +242,6 @@ async fn handle(
                 search_units: search_units(n),
             },
         },
+        cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
     })
 }

@@ -1,7 +1,7 @@
 //! Cohere v2: `POST /v2/rerank`, [`V2Request`] -> [`V2Response`].
 
 use super::v1::{document_texts, DEFAULT_MAX_CHUNKS, DEFAULT_MAX_TOKENS};
-use super::wire::{count, parse, ApiVersion, BilledUnits, Count, ErrorBody};
+use super::wire::{count, parse, stage_of, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody};
 use super::{json_body, request_id, search_units};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
@@ -33,6 +33,8 @@ pub struct V2Request {
     pub max_tokens_per_doc: Option<Count>,
     /// Instruction for models whose prompt template takes one (crossrank extension).
     pub instruction: Option<String>,
+    /// A cascade's latency budget in milliseconds (crossrank extension).
+    pub deadline_ms: Option<Count>,
 }
 
 /// One ranked document.
@@ -42,6 +44,12 @@ pub struct V2Result {
     pub index: usize,
     /// Relevance probability in [0, 1].
     pub relevance_score: f32,
+    /// Cascades: the stage that placed this result (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    /// Cascades: each stage's score of this document, first first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_scores: Option<Vec<f32>>,
 }
 
 /// Tokens of the request.
@@ -73,6 +81,9 @@ pub struct V2Response {
     pub results: Vec<V2Result>,
     /// Cohere's metadata.
     pub meta: V2Meta,
+    /// How a cascade answered (cascade models only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<CascadeInfo>,
 }
 
 /// Ranks `documents` by relevance to `query`.
@@ -109,6 +120,7 @@ async fn handle(
         documents: texts,
         long_docs,
         instruction: req.instruction,
+        deadline_ms: count(req.deadline_ms),
     };
     let outcome = score(state, job).await?;
     let mut scores = outcome.scores;
@@ -118,9 +130,14 @@ async fn handle(
         id: request_id(),
         results: scores
             .iter()
-            .map(|s| V2Result {
-                index: s.index,
-                relevance_score: s.score,
+            .map(|s| {
+                let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
+                V2Result {
+                    index: s.index,
+                    relevance_score: s.score,
+                    stage,
+                    stage_scores,
+                }
             })
             .collect(),
         meta: V2Meta {
@@ -133,5 +150,6 @@ async fn handle(
                 output_tokens: 0,
             },
         },
+        cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
     })
 }

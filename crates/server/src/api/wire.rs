@@ -2,6 +2,7 @@
 //! positive count type, and the pieces of Cohere-style responses.
 
 use crate::errors::ApiError;
+use crossrank_rank::cascade::CascadeReport;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -113,6 +114,60 @@ pub struct ApiVersion {
 pub struct BilledUnits {
     /// One query against up to 100 documents is one unit.
     pub search_units: usize,
+}
+
+/// How a cascade answered (crossrank extension, cascade models only).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CascadeInfo {
+    /// The stage whose ranking this is (1 = the first); below the last when `deadline_ms`
+    /// stopped a later one.
+    pub final_stage: usize,
+    /// Whether the budget stopped a stage.
+    pub cut: bool,
+    /// Each stage, first first.
+    pub stages: Vec<CascadeStage>,
+}
+
+/// One stage of a cascade in one request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CascadeStage {
+    /// The served model.
+    pub model: String,
+    /// Documents it was given.
+    pub documents: usize,
+    /// Whether it finished.
+    pub ran: bool,
+    /// Milliseconds it took.
+    pub ms: f64,
+}
+
+impl CascadeInfo {
+    /// The wire form of a cascade's report.
+    pub fn new(r: &CascadeReport) -> Self {
+        CascadeInfo {
+            final_stage: r.final_stage + 1,
+            cut: r.final_stage + 1 < r.stages.len(),
+            stages: r
+                .stages
+                .iter()
+                .map(|s| CascadeStage {
+                    model: s.model.clone(),
+                    documents: s.documents,
+                    ran: s.ran,
+                    ms: s.ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A result's cascade fields: the stage that placed it (1 = first) and each stage's score of
+/// it, first first; `(None, None)` for other models.
+pub fn stage_of(r: Option<&CascadeReport>, index: usize) -> (Option<usize>, Option<Vec<f32>>) {
+    match r.and_then(|r| r.scores.get(index)) {
+        Some(s) => (Some(s.len()), Some(s.clone())),
+        None => (None, None),
+    }
 }
 
 /// An error body. TEI clients get `{error, error_type}`, Cohere v1 / Jina / Voyage clients
