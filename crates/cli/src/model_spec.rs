@@ -4,11 +4,12 @@
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize, Template};
+use crossrank_rank::calibration::{Calibrated, CalibrationFile};
 use crossrank_rank::cascade::{is_cascade_spec, Cascade, CascadeSpec};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::long_docs::LongDocs;
 use crossrank_rank::{LocalReranker, Reranker};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Resolves a bi-encoder `--embedder` (directory or hub id, like `--model`) to its directory.
@@ -60,6 +61,10 @@ pub struct ModelArgs {
     /// With --long-docs chunk: most chunks scored per document.
     #[arg(long, default_value_t = 10)]
     pub max_chunks_per_doc: usize,
+    /// Calibration of the scores: a file written by `crossrank calibrate --fit`, or `none`.
+    /// Default: calibration.json in the model directory, when there is one.
+    #[arg(long)]
+    pub calibration: Option<String>,
 }
 
 /// `--long-docs` values.
@@ -147,9 +152,34 @@ impl ModelArgs {
         }
     }
 
-    /// The reranker these arguments name: a cascade for `cascade:...`, hosted for a
-    /// provider spec, else the local model.
+    /// The reranker these arguments name, its scores calibrated when a calibration applies
+    /// (see `--calibration`).
     pub fn reranker(&self) -> Result<Box<dyn Reranker>> {
+        let raw = self.raw_reranker()?;
+        let spec = self.model.as_deref().unwrap_or_default();
+        let file = match self.calibration.as_deref() {
+            Some("none") => None,
+            Some(path) => Some(CalibrationFile::read(Path::new(path))?),
+            None if is_cascade_spec(spec) || is_hosted_spec(spec) => None,
+            None => CalibrationFile::beside(&self.dir()?)?,
+        };
+        Ok(match file {
+            Some(f) => Box::new(Calibrated::new(raw, f.calibration)),
+            None => raw,
+        })
+    }
+
+    /// What a calibration file records as its model: the spec, or the model directory.
+    pub fn reranker_name(&self) -> Result<String> {
+        match self.model.as_deref() {
+            Some(s) if is_cascade_spec(s) || is_hosted_spec(s) => Ok(s.to_string()),
+            _ => Ok(self.dir()?.display().to_string()),
+        }
+    }
+
+    /// The reranker these arguments name, uncalibrated: a cascade for `cascade:...`, hosted
+    /// for a provider spec, else the local model.
+    pub fn raw_reranker(&self) -> Result<Box<dyn Reranker>> {
         if let Some(spec) = self.model.as_deref().filter(|s| is_cascade_spec(s)) {
             return Ok(Box::new(self.cascade(spec)?));
         }
@@ -182,7 +212,7 @@ impl ModelArgs {
         for (s, k) in &parsed.then {
             then.push((stage(s)?, *k));
         }
-        Ok(Cascade::new(first, then)?)
+        Ok(Cascade::new(first, then)?.with_name(spec))
     }
 
     /// These arguments for one cascade stage `SPEC[key=value,...]`.
@@ -196,6 +226,7 @@ impl ModelArgs {
             bail!("cascade stage {stage}: a stage cannot be a cascade");
         }
         args.model = Some(spec.to_string());
+        args.calibration = None; // each stage's own, beside its model
         for opt in opts.split(',').map(str::trim).filter(|o| !o.is_empty()) {
             match opt.split_once('=') {
                 Some(("quantize", "int8")) => args.quantize = QuantizeArg::Int8,

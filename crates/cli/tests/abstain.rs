@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::process::Command;
 
 fn run(args: &[&str]) -> Value {
@@ -117,4 +117,116 @@ fn calibrate_reads_labelled_jsonl_with_unanswerable_questions() {
         err.contains("bad.jsonl") && err.contains("relevant index 2 is out of range"),
         "{err}"
     );
+}
+
+#[test]
+fn a_platt_calibration_fitted_on_dev_lowers_test_ece_and_the_server_applies_it() {
+    let w = shared().join("data/wikiqa");
+    let dir = temp_dir("calibration");
+    let file = dir.join("calibration.json");
+    let cal = run(&[
+        "calibrate",
+        "--wikiqa",
+        w.join("WikiQA-dev.tsv.gz").to_str().unwrap(),
+        "--check",
+        w.join("WikiQA-test.tsv.gz").to_str().unwrap(),
+        "--fit",
+        "platt",
+        "--output",
+        file.to_str().unwrap(),
+        "--target-precision",
+        "0.7",
+        "--json",
+    ]);
+    let r = &cal["reliability_check"];
+    let (before, after) = (
+        r["uncalibrated"]["ece"].as_f64().unwrap(),
+        r["calibrated"]["ece"].as_f64().unwrap(),
+    );
+    assert!(
+        after < before,
+        "held-out ECE {after} calibrated vs {before}: {r}"
+    );
+    assert!(r["pairs"].as_u64().unwrap() > 1000);
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(written["method"], "platt");
+    let (a, b) = (
+        written["a"].as_f64().unwrap(),
+        written["b"].as_f64().unwrap(),
+    );
+    assert!(
+        a > 0.0,
+        "a calibration must keep the ranking (monotone): a = {a}"
+    );
+    assert!(cal["check_with_unanswerable"]["coverage"]
+        .as_f64()
+        .is_some());
+    assert!(cal["questions_needed"]["questions"].as_u64().unwrap() > 0);
+
+    // The server applies it: score = sigmoid(a * logit + b), the logit unchanged.
+    let cfg = dir.join("server.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[models]]\nname = \"m\"\nmodel = \"{}\"\ncalibration = \"{}\"\n",
+            repo().join("models/minilm-l6-rerank").display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let srv = serve(&["--config", cfg.to_str().unwrap()]);
+    let (q, docs) = w50();
+    let texts: Vec<String> = docs[..8].iter().map(|d| d.replace('\n', " ")).collect();
+    let (_, probs, _) = srv.post("/rerank", &json!({"query": q, "texts": texts}));
+    let (_, logits, _) = srv.post(
+        "/rerank",
+        &json!({"query": q, "texts": texts, "raw_scores": true}),
+    );
+    let logit_of = |i: u64| {
+        logits
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["index"] == i)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap()
+    };
+    let uncalibrated = score_with_cli(&q, &texts, &[]);
+    for r in probs.as_array().unwrap() {
+        let i = r["index"].as_u64().unwrap();
+        let x = logit_of(i);
+        let want = 1.0 / (1.0 + (-(a * x + b)).exp());
+        assert!(
+            (r["score"].as_f64().unwrap() - want).abs() < 1e-5,
+            "{probs}"
+        );
+        let raw = uncalibrated[i as usize];
+        assert!(
+            (1.0 / (1.0 + (-x).exp()) - raw).abs() < 1e-5,
+            "the logit is the model's"
+        );
+    }
+    // So does the CLI, with --calibration FILE.
+    let input = dir.join("docs.txt");
+    std::fs::write(&input, texts.join("\n") + "\n").unwrap();
+    let cli = run(&[
+        "rerank",
+        "-q",
+        &q,
+        "-i",
+        input.to_str().unwrap(),
+        "--calibration",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    for r in cli["results"].as_array().unwrap() {
+        let p = uncalibrated[r["index"].as_u64().unwrap() as usize];
+        let want = 1.0 / (1.0 + (-(a * (p / (1.0 - p)).ln() + b)).exp());
+        assert!((r["score"].as_f64().unwrap() - want).abs() < 1e-4, "{cli}");
+    }
+    let (_, info) = srv.get("/info");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["models"][0]["calibrated"], true, "{info}");
+    assert_eq!(info["models"][0]["calibration"]["method"], "platt");
 }

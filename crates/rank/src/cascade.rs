@@ -117,6 +117,7 @@ pub struct CascadeReport {
 pub struct Cascade {
     first: Arc<dyn Reranker>,
     then: Vec<(Arc<dyn Reranker>, usize)>,
+    name: Option<String>,
 }
 
 impl Cascade {
@@ -130,7 +131,18 @@ impl Cascade {
                 "a cascade needs a second stage and each K at least 1".into(),
             ));
         }
-        Ok(Cascade { first, then })
+        Ok(Cascade {
+            first,
+            then,
+            name: None,
+        })
+    }
+
+    /// Reports itself under this name (the spec it was made from) instead of one built from
+    /// its stages' names.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// The same stages with the last stage's K replaced (an evaluation's sweep).
@@ -139,7 +151,14 @@ impl Cascade {
         if let Some(last) = then.last_mut() {
             last.1 = k;
         }
-        Cascade::new(self.first.clone(), then)
+        let c = Cascade::new(self.first.clone(), then)?;
+        Ok(match &self.name {
+            Some(n) => c.with_name(match n.rsplit_once('@') {
+                Some((head, _)) => format!("{head}@{k}"),
+                None => n.clone(),
+            }),
+            None => c,
+        })
     }
 
     /// The stages' rerankers, first first.
@@ -156,6 +175,9 @@ fn sigmoid(x: f32) -> f32 {
 
 impl Reranker for Cascade {
     fn name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
         let mut s = format!("cascade:{}", self.first.name());
         for (r, k) in &self.then {
             s.push_str(&format!(">{}@{k}", r.name()));

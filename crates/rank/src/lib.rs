@@ -2,6 +2,7 @@
 //! with local cross-encoders and hosted APIs ([`hosted`]) behind it.
 
 pub mod cache;
+pub mod calibration;
 pub mod cascade;
 pub mod fusion;
 pub mod hosted;
@@ -212,6 +213,24 @@ pub trait Reranker: Send + Sync {
 
 /// A shared reranker is a reranker (the server holds its models as `Arc<dyn Reranker>`).
 impl<T: Reranker + ?Sized> Reranker for Arc<T> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn score_kind(&self) -> ScoreKind {
+        (**self).score_kind()
+    }
+    fn score_detailed(
+        &self,
+        query: &str,
+        documents: &[&str],
+        opts: &ScoreOptions,
+    ) -> Result<Scored, RankError> {
+        (**self).score_detailed(query, documents, opts)
+    }
+}
+
+/// A boxed reranker is a reranker (the CLI builds them by spec).
+impl<T: Reranker + ?Sized> Reranker for Box<T> {
     fn name(&self) -> String {
         (**self).name()
     }

@@ -17,6 +17,10 @@ pub struct ModelEntry {
     /// Truncation length (default min(512, the model's positions)).
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// A calibration file from `crossrank calibrate --fit` (default: calibration.json in the
+    /// model directory, when there is one; "none" turns it off).
+    #[serde(default)]
+    pub calibration: Option<String>,
 }
 
 /// Everything `crossrank serve` can be told.

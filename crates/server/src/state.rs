@@ -8,6 +8,7 @@ use crate::queued::{QueuedReranker, RequestLimits};
 use crate::ServerError;
 use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize};
 use crossrank_rank::cache::CachedReranker;
+use crossrank_rank::calibration::{Calibrated, CalibrationFile};
 use crossrank_rank::cascade::{is_cascade_spec, Cascade, CascadeSpec};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
 use crossrank_rank::Reranker;
@@ -23,6 +24,8 @@ pub enum Backend {
         queued: Arc<QueuedReranker>,
         /// Its weight quantization.
         quantize: Quantize,
+        /// The calibration applied to its scores, if any.
+        calibration: Option<CalibrationFile>,
     },
     /// A hosted reranker (`cohere:`, `voyage:`, `jina:`, `tei:`, `crossrank:` specs).
     Hosted(Arc<HostedReranker>),
@@ -162,7 +165,18 @@ impl AppState {
                 },
                 metrics.clone(),
             ));
-            let (reranker, cache) = cached(queued.clone(), config.cache_mb);
+            let calibration = match entry.calibration.as_deref() {
+                Some("none") => None,
+                Some(path) => Some(CalibrationFile::read(std::path::Path::new(path))),
+                None => CalibrationFile::beside(&dir).transpose(),
+            }
+            .transpose()
+            .map_err(|e| ServerError::Config(format!("model {}: {e}", entry.name)))?;
+            let scorer: Arc<dyn Reranker> = match &calibration {
+                Some(c) => Arc::new(Calibrated::new(queued.clone(), c.calibration.clone())),
+                None => queued.clone(),
+            };
+            let (reranker, cache) = cached(scorer, config.cache_mb);
             models.push(ModelHandle {
                 name: entry.name.clone(),
                 reranker,
@@ -170,6 +184,7 @@ impl AppState {
                 backend: Backend::Local {
                     queued,
                     quantize: entry.quantize,
+                    calibration,
                 },
             });
         }

@@ -1,12 +1,15 @@
 //! `crossrank calibrate`: pick the abstention threshold (`min_score`) for a target precision
-//! from labelled data, and print the precision / coverage curve.
+//! from labelled data, and print the precision / coverage curve; with `--fit`, first fit a
+//! calibration of the model's scores on every labelled pair and write it beside the model
+//! (reliability before and after on `--check`).
 
 use crate::model_spec::ModelArgs;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use crossrank_eval::datasets::{self, RerankSet};
-use crossrank_rank::fusion::{calibrate, precision_coverage, CurvePoint};
-use crossrank_rank::Reranker;
-use std::path::PathBuf;
+use crossrank_rank::calibration::{reliability, Calibration, CalibrationFile, Method, FILE_NAME};
+use crossrank_rank::fusion::{calibrate, precision_coverage, wilson_lower, CurvePoint};
+use crossrank_rank::{Ranked, Reranker};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `calibrate`.
 #[derive(clap::Args, Debug)]
@@ -38,29 +41,101 @@ pub struct Args {
     /// Labelled questions to check the threshold on, in the same format (e.g. WikiQA test).
     #[arg(long)]
     pub check: Option<PathBuf>,
+    /// Fit a calibration of the scores on every labelled pair (temperature, platt or
+    /// isotonic) and write it to --output or beside the model; the threshold is then chosen on
+    /// calibrated scores.
+    #[arg(long, value_enum)]
+    pub fit: Option<FitArg>,
+    /// Where --fit writes the calibration (default: calibration.json in the model directory,
+    /// where every command and the server pick it up).
+    #[arg(long, requires = "fit")]
+    pub output: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// (best candidate's score, whether it is relevant) per question.
-fn best_per_question(set: &RerankSet, reranker: &dyn Reranker) -> Result<Vec<(f64, bool)>> {
+/// `--fit` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FitArg {
+    /// sigmoid(logit / T).
+    Temperature,
+    /// sigmoid(a * logit + b).
+    Platt,
+    /// Monotone step function (pool-adjacent-violators).
+    Isotonic,
+}
+
+impl From<FitArg> for Method {
+    fn from(f: FitArg) -> Method {
+        match f {
+            FitArg::Temperature => Method::Temperature,
+            FitArg::Platt => Method::Platt,
+            FitArg::Isotonic => Method::Isotonic,
+        }
+    }
+}
+
+/// Every candidate's score of every question, input order.
+fn score_all(set: &RerankSet, reranker: &dyn Reranker) -> Result<Vec<Vec<Ranked>>> {
     let mut out = Vec::with_capacity(set.queries.len());
     for q in &set.queries {
         let docs: Vec<&str> = q.candidates.iter().map(|c| c.text.as_str()).collect();
-        let scores = reranker.score(&q.text, &docs)?;
-        let Some(best) = scores.iter().max_by(|a, b| a.score.total_cmp(&b.score)) else {
-            continue;
-        };
-        let docid = &q.candidates[best.index].docid;
-        let relevant = set
-            .qrels
-            .get(&q.qid)
-            .and_then(|j| j.get(docid))
-            .is_some_and(|&g| g > 0);
-        out.push((best.score as f64, relevant));
+        out.push(reranker.score(&q.text, &docs)?);
     }
     Ok(out)
+}
+
+/// Whether candidate `i` of question `q` is relevant.
+fn relevant(set: &RerankSet, q: usize, i: usize) -> bool {
+    let q = &set.queries[q];
+    set.qrels
+        .get(&q.qid)
+        .and_then(|j| j.get(&q.candidates[i].docid))
+        .is_some_and(|&g| g > 0)
+}
+
+/// (logit, relevant) of every labelled pair.
+fn pairs(set: &RerankSet, scores: &[Vec<Ranked>]) -> Vec<(f64, bool)> {
+    scores
+        .iter()
+        .enumerate()
+        .flat_map(|(q, s)| {
+            s.iter()
+                .map(move |r| (r.logit as f64, relevant(set, q, r.index)))
+        })
+        .collect()
+}
+
+/// (best candidate's score under `score`, whether it is relevant) per question.
+fn best(
+    set: &RerankSet,
+    scores: &[Vec<Ranked>],
+    score: &dyn Fn(&Ranked) -> f64,
+) -> Vec<(f64, bool)> {
+    scores
+        .iter()
+        .enumerate()
+        .filter_map(|(q, s)| {
+            let b = s.iter().max_by(|a, b| score(a).total_cmp(&score(b)))?;
+            Some((score(b), relevant(set, q, b.index)))
+        })
+        .collect()
+}
+
+/// Reliability of `(probability, relevant)` pairs as JSON: ECE and ten bins.
+fn reliability_json(pairs: &[(f64, bool)]) -> serde_json::Value {
+    let (bins, ece) = reliability(pairs, 10);
+    serde_json::json!({"ece": ece, "bins": bins})
+}
+
+/// Answered questions needed for the Wilson lower bound of precision `p` at `z` to reach
+/// `target` (None: `p` itself is below it).
+fn answered_needed(p: f64, target: f64, z: f64) -> Option<usize> {
+    if p <= target {
+        return None;
+    }
+    (1..=10_000_000usize).find(|&n| wilson_lower(p, n, z) >= target)
 }
 
 /// Precision and coverage of answering at `threshold`.
@@ -83,7 +158,8 @@ pub fn run(args: Args) -> Result<()> {
     if !(0.0..=1.0).contains(&args.target_precision) {
         bail!("--target-precision must be within 0..1");
     }
-    let reranker = args.model.reranker()?;
+    // Fitted and thresholded on the model's own scores, not an earlier calibration's.
+    let reranker = args.model.raw_reranker()?;
     let load = |p: &PathBuf| -> Result<RerankSet> {
         Ok(match &args.wikiqa {
             Some(_) => datasets::wikiqa_with(p, args.include_unanswerable)?,
@@ -99,21 +175,61 @@ pub fn run(args: Args) -> Result<()> {
     if dev.queries.is_empty() {
         bail!("{}: no labelled questions", input.display());
     }
-    let questions = best_per_question(&dev, reranker.as_ref())?;
+    let dev_scores = score_all(&dev, reranker.as_ref())?;
+    let fitted = match args.fit {
+        Some(m) => Some(fit(&args, m.into(), &dev, &dev_scores, input)?),
+        None => None,
+    };
+    // Thresholds are on the scores the model will give: calibrated ones after --fit.
+    let prob = |r: &Ranked| match &fitted {
+        Some((c, _)) => c.apply(r.logit as f64),
+        None => r.score as f64,
+    };
+    let questions = best(&dev, &dev_scores, &prob);
     let curve = precision_coverage(&questions);
     let chosen = calibrate(&questions, args.target_precision, args.confidence_z);
-    let check = match (&args.check, &chosen) {
-        (Some(p), Some(c)) => Some(at(
-            &best_per_question(&load(p)?, reranker.as_ref())?,
-            c.threshold,
-        )),
-        _ => None,
-    };
+    let (mut check, mut reliability_check, mut check_all) = (None, None, None);
+    if let Some(p) = &args.check {
+        let set = load(p)?;
+        let scores = score_all(&set, reranker.as_ref())?;
+        if let Some(c) = &chosen {
+            check = Some(at(&best(&set, &scores, &prob), c.threshold));
+            // WikiQA: the same threshold once the unanswerable questions count as well.
+            if args.wikiqa.is_some() && !args.include_unanswerable {
+                let all = datasets::wikiqa_with(p, true)?;
+                let all_scores = score_all(&all, reranker.as_ref())?;
+                check_all = Some(at(&best(&all, &all_scores, &prob), c.threshold));
+            }
+        }
+        if let Some((c, _)) = &fitted {
+            let held = pairs(&set, &scores);
+            let raw: Vec<(f64, bool)> = held
+                .iter()
+                .map(|&(x, y)| (1.0 / (1.0 + (-x).exp()), y))
+                .collect();
+            let cal: Vec<(f64, bool)> = held.iter().map(|&(x, y)| (c.apply(x), y)).collect();
+            reliability_check = Some(serde_json::json!({
+                "pairs": held.len(),
+                "uncalibrated": reliability_json(&raw),
+                "calibrated": reliability_json(&cal),
+            }));
+        }
+    }
+    let needed = chosen.as_ref().and_then(|c| {
+        let n = answered_needed(c.precision, args.target_precision, args.confidence_z)?;
+        Some(serde_json::json!({
+            "answered": n,
+            "questions": (n as f64 / c.coverage.max(1e-9)).ceil() as usize,
+        }))
+    });
     if args.json {
         println!(
             "{}",
             serde_json::json!({"questions": questions.len(), "target_precision": args.target_precision,
-                "min_score": chosen.as_ref().map(|c| c.threshold), "calibration": chosen, "check": check, "curve": curve})
+                "min_score": chosen.as_ref().map(|c| c.threshold), "calibration": chosen, "check": check,
+                "check_with_unanswerable": check_all, "questions_needed": needed, "curve": curve,
+                "fit": fitted.as_ref().map(|(c, path)| serde_json::json!({"calibration": c, "written": path})),
+                "reliability_check": reliability_check})
         );
         return Ok(());
     }
@@ -141,8 +257,54 @@ pub fn run(args: Args) -> Result<()> {
                     k.precision, k.coverage, k.threshold
                 );
             }
+            if let Some(k) = check_all {
+                println!(
+                    "check set with its unanswerable questions: precision {:.3}, coverage {:.3}",
+                    k.precision, k.coverage
+                );
+            }
+            if let Some(n) = needed {
+                println!(
+                    "for this precision to hold at z = {}: about {} answered questions, {} labelled",
+                    args.confidence_z, n["answered"], n["questions"]
+                );
+            }
         }
         None => println!("no threshold reaches precision {}", args.target_precision),
     }
+    if let Some((c, path)) = &fitted {
+        println!("calibration {c:?} written to {}", path.display());
+    }
+    if let Some(r) = &reliability_check {
+        println!(
+            "check set, {} pairs: expected calibration error {:.4} uncalibrated, {:.4} calibrated",
+            r["pairs"], r["uncalibrated"]["ece"], r["calibrated"]["ece"]
+        );
+    }
     Ok(())
+}
+
+/// Fits the calibration on every pair of the dev set and writes it.
+fn fit(
+    args: &Args,
+    method: Method,
+    dev: &RerankSet,
+    scores: &[Vec<Ranked>],
+    input: &Path,
+) -> Result<(Calibration, PathBuf)> {
+    let train = pairs(dev, scores);
+    let calibration = Calibration::fit(method, &train)?;
+    let path = match &args.output {
+        Some(p) => p.clone(),
+        None => args.model.dir()?.join(FILE_NAME),
+    };
+    let file = CalibrationFile {
+        calibration: calibration.clone(),
+        model: args.model.reranker_name()?,
+        pairs: train.len(),
+        fitted_on: input.display().to_string(),
+    };
+    std::fs::write(&path, serde_json::to_string_pretty(&file)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((calibration, path))
 }

@@ -111,6 +111,7 @@ fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntr
         model,
         quantize,
         max_length,
+        calibration: None,
     }
 }
 
@@ -143,6 +144,7 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
             model: dir.display().to_string(),
             quantize,
             max_length: args.max_length,
+            calibration: None,
         });
     }
     if let Some(h) = &args.host {

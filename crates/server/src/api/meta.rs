@@ -63,7 +63,11 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
         .models
         .iter()
         .map(|m| match &m.backend {
-            Backend::Local { queued, quantize } => {
+            Backend::Local {
+                queued,
+                quantize,
+                calibration,
+            } => {
                 let model = queued.model();
                 let cfg = model.config();
                 json!({
@@ -79,6 +83,8 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Json<Value> {
                     "queue_depth": queued.depth(),
                     "predicted_wait_ms": queued.predicted_wait().as_secs_f64() * 1e3,
                     "tokens_per_s": queued.tokens_per_s(),
+                    "calibrated": calibration.is_some(),
+                    "calibration": calibration.as_ref().map(|c| &c.calibration),
                 })
             }
             Backend::Hosted(h) => {
