@@ -127,7 +127,7 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
                 todo.push(i);
             }
         }
-        let mut tokens = 0;
+        let (mut tokens, mut timings) = (0, None);
         if !todo.is_empty() {
             let docs: Vec<&str> = todo.iter().map(|&i| documents[i]).collect();
             let scored = self.inner.score_detailed(query, &docs, opts)?;
@@ -139,6 +139,7 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
                 )));
             }
             tokens = scored.tokens;
+            timings = scored.timings;
             let mut values = vec![(f32::NAN, f32::NAN); docs.len()];
             for r in &scored.ranked {
                 if let Some(v) = values.get_mut(r.index) {
@@ -175,6 +176,7 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
             ranked,
             tokens,
             cascade: None,
+            timings,
         })
     }
 }
@@ -222,6 +224,7 @@ mod tests {
                     .collect(),
                 tokens: documents.len() * 10,
                 cascade: None,
+                timings: None,
             })
         }
     }

@@ -208,6 +208,7 @@ impl Reranker for Cascade {
         }
         let mut ranked = first.ranked;
         let mut tokens = first.tokens;
+        let mut timings = first.timings;
         let mut report = CascadeReport {
             stages: vec![StageReport {
                 model: self.first.name(),
@@ -265,6 +266,10 @@ impl Reranker for Cascade {
                 )));
             }
             tokens += scored.tokens;
+            timings = match (timings, scored.timings) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
             stage_report.ran = true;
             stage_report.ms = t.elapsed().as_secs_f64() * 1e3;
             report.stages.push(stage_report);
@@ -310,6 +315,7 @@ impl Reranker for Cascade {
             ranked,
             tokens,
             cascade: Some(report),
+            timings,
         })
     }
 }
@@ -382,6 +388,7 @@ mod tests {
                 ranked,
                 tokens: documents.len(),
                 cascade: None,
+                timings: None,
             })
         }
     }

@@ -161,6 +161,31 @@ pub struct Scored {
     pub tokens: usize,
     /// What each stage did, for a cascade.
     pub cascade: Option<cascade::CascadeReport>,
+    /// Where the time went, for rerankers that measure it (the server's queued models).
+    pub timings: Option<Timings>,
+}
+
+/// Milliseconds a scoring call spent in each phase.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Timings {
+    /// Tokenising (and chunking) the pairs.
+    pub tokenize_ms: f64,
+    /// Waiting for the first pair to enter an engine batch.
+    pub queue_ms: f64,
+    /// From the first batch to the last prediction.
+    pub inference_ms: f64,
+}
+
+/// Both calls' times added (a cascade's stages).
+impl std::ops::Add for Timings {
+    type Output = Timings;
+    fn add(self, other: Timings) -> Timings {
+        Timings {
+            tokenize_ms: self.tokenize_ms + other.tokenize_ms,
+            queue_ms: self.queue_ms + other.queue_ms,
+            inference_ms: self.inference_ms + other.inference_ms,
+        }
+    }
 }
 
 /// Anything that scores documents against a query.
@@ -308,6 +333,7 @@ impl Reranker for LocalReranker {
             tokens: prepared.tokens(),
             ranked: prepared.owners.fold(&predictions)?,
             cascade: None,
+            timings: None,
         })
     }
 }

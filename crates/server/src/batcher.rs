@@ -110,6 +110,8 @@ struct JobState {
     results: Vec<Option<Prediction>>,
     reply: Option<SyncSender<Reply>>,
     started: bool,
+    /// How long the request waited for its first batch (set when it entered one).
+    queued_for: Option<Duration>,
 }
 
 struct Job {
@@ -222,7 +224,22 @@ pub enum Unanswered {
 /// How often a waiting caller looks at its cancellation flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 
+/// Reads how long a submitted request waited for its first batch, after its ticket is gone.
+pub struct QueueClock(Arc<Job>);
+
+impl QueueClock {
+    /// The wait before the request's first pair entered a batch (None: it never did).
+    pub fn queued_for(&self) -> Option<Duration> {
+        self.0.state().queued_for
+    }
+}
+
 impl Ticket {
+    /// A clock reading this request's queue time once it has been answered.
+    pub fn clock(&self) -> QueueClock {
+        QueueClock(self.job.clone())
+    }
+
     /// Blocks until the predictions (input order) come, the deadline passes or the request
     /// is cancelled; the last two cancel what is not yet scheduled.
     pub fn wait(mut self, deadline: Option<Instant>) -> Result<Reply, Unanswered> {
@@ -337,6 +354,7 @@ impl Batcher {
                 results: vec![None; n],
                 reply: Some(tx),
                 started: false,
+                queued_for: None,
             }),
         });
         let ticket = Ticket {
@@ -475,9 +493,11 @@ fn next_batch(shared: &Shared) -> Option<(Batch, usize)> {
                 }
                 if !st.started {
                     st.started = true;
+                    let waited = job.enqueued.elapsed();
+                    st.queued_for = Some(waited);
                     shared
                         .metrics
-                        .queue_time(&shared.name, job.enqueued.elapsed().as_secs_f64());
+                        .queue_time(&shared.name, waited.as_secs_f64());
                 }
                 batch.push((job.clone(), st.next));
                 st.next += 1;

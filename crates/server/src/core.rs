@@ -4,9 +4,10 @@
 
 use crate::errors::ApiError;
 use crate::state::{AppState, Backend, ModelHandle};
+use axum::http::{HeaderMap, HeaderValue};
 use crossrank_rank::cascade::CascadeReport;
 pub use crossrank_rank::long_docs::LongDocs;
-use crossrank_rank::{Cancel, RankError, Ranked, Reranker, ScoreOptions};
+use crossrank_rank::{Cancel, RankError, Ranked, Reranker, ScoreOptions, Timings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,10 +38,35 @@ pub struct RerankOutcome {
     pub tokens: usize,
     /// How a cascade answered (stages named as served).
     pub cascade: Option<CascadeReport>,
+    /// Where the scoring time went (local models).
+    pub timings: Option<Timings>,
+    /// When scoring began.
+    pub started: Instant,
+}
+
+impl RerankOutcome {
+    /// TEI's timing headers, in milliseconds: `x-compute-time` / `x-total-time` (validation to
+    /// scores), and for local models `x-tokenization-time`, `x-queue-time` (waiting for the
+    /// first engine batch) and `x-inference-time`; `x-compute-tokens` is the tokens scored.
+    pub fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let ms = |v: f64| HeaderValue::from(v.max(0.0).round() as u64);
+        let total = self.started.elapsed().as_secs_f64() * 1e3;
+        h.insert("x-compute-time", ms(total));
+        h.insert("x-total-time", ms(total));
+        if let Some(t) = &self.timings {
+            h.insert("x-tokenization-time", ms(t.tokenize_ms));
+            h.insert("x-queue-time", ms(t.queue_ms));
+            h.insert("x-inference-time", ms(t.inference_ms));
+        }
+        h.insert("x-compute-tokens", HeaderValue::from(self.tokens as u64));
+        h
+    }
 }
 
 /// Validates, queues and scores a request.
 pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutcome, ApiError> {
+    let started = Instant::now();
     if job.documents.is_empty() {
         return Err(ApiError::bad_request("documents must not be empty"));
     }
@@ -85,11 +111,16 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
             .metrics
             .cascade(&handle.name, report.final_stage, report.stages.len());
     }
+    state
+        .metrics
+        .reranked(&handle.name, scored.ranked.iter().map(|r| r.score));
     Ok(RerankOutcome {
         model: handle.name.clone(),
         scores: scored.ranked,
         tokens: scored.tokens,
         cascade,
+        timings: scored.timings,
+        started,
     })
 }
 

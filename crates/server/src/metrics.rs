@@ -12,6 +12,14 @@ const TOKEN_BUCKETS: &[f64] = &[
     64.0, 256.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
 ];
 
+const DOC_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
+];
+const PAIR_TOKEN_BUCKETS: &[f64] = &[
+    16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+];
+const SCORE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
 #[derive(Clone)]
 struct Histogram {
     buckets: &'static [f64],
@@ -72,6 +80,14 @@ struct Inner {
     failed_batches: BTreeMap<(String, &'static str), u64>,
     cascade_final: BTreeMap<(String, usize), u64>,
     cascade_cut: BTreeMap<String, u64>,
+    request_documents: BTreeMap<String, Histogram>,
+    scores: BTreeMap<String, Histogram>,
+    pair_tokens: BTreeMap<String, Histogram>,
+    documents: BTreeMap<String, u64>,
+    pairs: BTreeMap<String, u64>,
+    full_window: BTreeMap<String, u64>,
+    searches: BTreeMap<String, u64>,
+    abstentions: BTreeMap<String, u64>,
 }
 
 /// The server's metrics.
@@ -96,6 +112,14 @@ impl Default for Metrics {
                 failed_batches: BTreeMap::new(),
                 cascade_final: BTreeMap::new(),
                 cascade_cut: BTreeMap::new(),
+                request_documents: BTreeMap::new(),
+                scores: BTreeMap::new(),
+                pair_tokens: BTreeMap::new(),
+                documents: BTreeMap::new(),
+                pairs: BTreeMap::new(),
+                full_window: BTreeMap::new(),
+                searches: BTreeMap::new(),
+                abstentions: BTreeMap::new(),
             }),
         }
     }
@@ -167,6 +191,52 @@ impl Metrics {
         let cut = m.cascade_cut.entry(model.to_string()).or_default();
         if final_stage + 1 < stages {
             *cut += 1;
+        }
+    }
+
+    /// One answered rerank request: its candidates and the scores it returned.
+    pub fn reranked(&self, model: &str, scores: impl Iterator<Item = f32>) {
+        let mut m = self.lock();
+        let h = m
+            .scores
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(SCORE_BUCKETS));
+        let mut n = 0;
+        for s in scores {
+            h.observe(s as f64);
+            n += 1;
+        }
+        m.request_documents
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(DOC_BUCKETS))
+            .observe(n as f64);
+    }
+
+    /// Pairs a local model tokenised for `documents` documents (more pairs than documents:
+    /// chunks), with their lengths; those of `window` tokens filled the model's window
+    /// (truncated, or exactly fitting).
+    pub fn pairs(&self, model: &str, documents: usize, lengths: &[usize], window: usize) {
+        let mut m = self.lock();
+        let h = m
+            .pair_tokens
+            .entry(model.to_string())
+            .or_insert_with(|| Histogram::new(PAIR_TOKEN_BUCKETS));
+        for &l in lengths {
+            h.observe(l as f64);
+        }
+        *m.documents.entry(model.to_string()).or_default() += documents as u64;
+        *m.pairs.entry(model.to_string()).or_default() += lengths.len() as u64;
+        *m.full_window.entry(model.to_string()).or_default() +=
+            lengths.iter().filter(|&&l| l >= window).count() as u64;
+    }
+
+    /// One collection search reranked by `model`; `abstained`: it answered not answerable.
+    pub fn searched(&self, model: &str, abstained: bool) {
+        let mut m = self.lock();
+        *m.searches.entry(model.to_string()).or_default() += 1;
+        let a = m.abstentions.entry(model.to_string()).or_default();
+        if abstained {
+            *a += 1;
         }
     }
 
@@ -270,6 +340,60 @@ impl Metrics {
         out.push_str("# HELP crossrank_cascade_cut_total Cascade requests whose deadline_ms stopped a later stage.\n# TYPE crossrank_cascade_cut_total counter\n");
         for (model, n) in &m.cascade_cut {
             let _ = writeln!(out, "crossrank_cascade_cut_total{{model=\"{model}\"}} {n}");
+        }
+        for (name, help, map) in [
+            (
+                "crossrank_rerank_documents",
+                "Documents (candidates) per rerank request.",
+                &m.request_documents,
+            ),
+            (
+                "crossrank_rerank_scores",
+                "Scores returned, per document.",
+                &m.scores,
+            ),
+            (
+                "crossrank_pair_tokens",
+                "Tokens per scored pair (after truncation and chunking).",
+                &m.pair_tokens,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (model, h) in map {
+                h.render(&mut out, name, &format!("model=\"{model}\""));
+            }
+        }
+        for (name, help, map) in [
+            (
+                "crossrank_documents_total",
+                "Documents a local model tokenised.",
+                &m.documents,
+            ),
+            (
+                "crossrank_pairs_total",
+                "Pairs scored for them (chunks per document = pairs / documents).",
+                &m.pairs,
+            ),
+            (
+                "crossrank_full_window_pairs_total",
+                "Pairs that filled the model's window (truncated, or exactly fitting).",
+                &m.full_window,
+            ),
+            (
+                "crossrank_searches_total",
+                "Collection searches, by reranker.",
+                &m.searches,
+            ),
+            (
+                "crossrank_abstentions_total",
+                "Collection searches answered not answerable (min_score).",
+                &m.abstentions,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (model, n) in map {
+                let _ = writeln!(out, "{name}{{model=\"{model}\"}} {n}");
+            }
         }
         drop(m);
         if let Some(mem) = Memory::now() {

@@ -9,9 +9,9 @@ use crate::batcher::{Batcher, Failure, Health, QueueLimits, Refused, Unanswered}
 use crate::metrics::Metrics;
 use crossrank_engine::CrossEncoder;
 use crossrank_rank::long_docs::{prepare, LongDocs};
-use crossrank_rank::{RankError, Reranker, ScoreOptions, Scored};
+use crossrank_rank::{RankError, Reranker, ScoreOptions, Scored, Timings};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Per-request limits a queued model enforces (see `ServerConfig`).
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +127,7 @@ impl Reranker for QueuedReranker {
         }
         // Refuse before tokenising when the backlog alone is already past the deadline.
         self.batcher.precheck().map_err(|r| self.refusal(r))?;
+        let t0 = Instant::now();
         let prepared = prepare(
             &self.model,
             query,
@@ -134,6 +135,7 @@ impl Reranker for QueuedReranker {
             opts.instruction.as_deref(),
             policy,
         )?;
+        let tokenize_ms = t0.elapsed().as_secs_f64() * 1e3;
         let tokens = prepared.tokens();
         let max_tokens = self.limits.max_request_tokens;
         if tokens > max_tokens {
@@ -144,10 +146,14 @@ impl Reranker for QueuedReranker {
             )));
         }
         let cancel = opts.cancel.as_ref().map(|c| c.flag());
+        let window = self.model.max_length();
+        let lengths: Vec<usize> = prepared.pairs.iter().map(|p| p.ids.len()).collect();
+        let t1 = Instant::now();
         let ticket = self
             .batcher
             .submit(prepared.pairs, cancel)
             .map_err(|r| self.refusal(r))?;
+        let clock = ticket.clock();
         let predictions = match ticket.wait(opts.deadline) {
             Ok(Ok(p)) => p,
             Ok(Err(Failure::Engine(e))) => {
@@ -171,10 +177,22 @@ impl Reranker for QueuedReranker {
                 return Err(RankError::Unavailable("the request was cancelled".into()))
             }
         };
+        let waited = t1.elapsed().as_secs_f64() * 1e3;
+        let queue_ms = clock
+            .queued_for()
+            .map_or(waited, |d| d.as_secs_f64() * 1e3)
+            .min(waited);
+        self.metrics
+            .pairs(&self.name, documents.len(), &lengths, window);
         Ok(Scored {
             ranked: prepared.owners.fold(&predictions)?,
             tokens,
             cascade: None,
+            timings: Some(Timings {
+                tokenize_ms,
+                queue_ms,
+                inference_ms: waited - queue_ms,
+            }),
         })
     }
 }

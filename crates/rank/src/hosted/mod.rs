@@ -459,6 +459,7 @@ impl Reranker for HostedReranker {
             ranked,
             tokens,
             cascade: None,
+            timings: None,
         })
     }
 }

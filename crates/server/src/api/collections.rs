@@ -201,6 +201,7 @@ pub async fn search(
                     .map_err(retrieve_error)
             })
             .await?;
+            state.metrics.searched(&handle.name, !r.answerable);
             Ok::<SearchResponse, ApiError>(r)
         }
         .await,

@@ -10,6 +10,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_engine::Direction;
@@ -83,7 +84,7 @@ pub async fn rerank(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match handle(&state, body).await {
-        Ok(v) => Json(v).into_response(),
+        Ok((v, headers)) => (headers, Json(v)).into_response(),
         Err(e) => e.render(Dialect::Tei),
     }
 }
@@ -91,7 +92,7 @@ pub async fn rerank(
 async fn handle(
     state: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Vec<TeiRank>, ApiError> {
+) -> Result<(Vec<TeiRank>, HeaderMap), ApiError> {
     let req: TeiRequest = parse(json_body(body, state.config.max_body_bytes)?)?;
     let raw = req.raw_scores.unwrap_or(false);
     let return_text = req.return_text.unwrap_or(false);
@@ -117,9 +118,10 @@ async fn handle(
         deadline_ms: count(req.deadline_ms),
     };
     let outcome = score(state, job).await?;
+    let headers = outcome.headers();
     let mut out = outcome.scores;
     sort_ranked(&mut out);
-    Ok(out
+    let ranks = out
         .iter()
         .map(|s| {
             let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
@@ -131,5 +133,6 @@ async fn handle(
                 stage_scores,
             }
         })
-        .collect())
+        .collect();
+    Ok((ranks, headers))
 }

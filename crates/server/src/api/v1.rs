@@ -12,6 +12,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_rank::sort_ranked;
@@ -129,7 +130,7 @@ pub async fn rerank(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match handle(&state, body).await {
-        Ok(v) => Json(v).into_response(),
+        Ok((v, headers)) => (headers, Json(v)).into_response(),
         Err(e) => e.render(Dialect::V1),
     }
 }
@@ -182,7 +183,7 @@ pub fn document_texts(
 async fn handle(
     state: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<V1Response, ApiError> {
+) -> Result<(V1Response, HeaderMap), ApiError> {
     let req: V1Request = parse(json_body(body, state.config.max_body_bytes)?)?;
     let texts = document_texts(&req.documents, req.rank_fields.as_deref())?;
     let top_n = count(req.top_n.or(req.top_k));
@@ -206,6 +207,7 @@ async fn handle(
         deadline_ms: count(req.deadline_ms),
     };
     let outcome = score(state, job).await?;
+    let headers = outcome.headers();
     let mut scores = outcome.scores;
     sort_ranked(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
@@ -226,7 +228,7 @@ async fn handle(
             }
         })
         .collect();
-    Ok(V1Response {
+    let body = V1Response {
         id: request_id(),
         object: "list",
         model: outcome.model,
@@ -243,5 +245,6 @@ async fn handle(
             },
         },
         cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
-    })
+    };
+    Ok((body, headers))
 }

@@ -9,6 +9,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use crossrank_rank::sort_ranked;
@@ -98,7 +99,7 @@ pub async fn rerank(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match handle(&state, body).await {
-        Ok(v) => Json(v).into_response(),
+        Ok((v, headers)) => (headers, Json(v)).into_response(),
         Err(e) => e.render(Dialect::V2),
     }
 }
@@ -106,7 +107,7 @@ pub async fn rerank(
 async fn handle(
     state: &Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<V2Response, ApiError> {
+) -> Result<(V2Response, HeaderMap), ApiError> {
     let req: V2Request = parse(json_body(body, state.config.max_body_bytes)?)?;
     let texts = document_texts(&req.documents, None)?;
     let long_docs = LongDocs::Chunk {
@@ -123,10 +124,11 @@ async fn handle(
         deadline_ms: count(req.deadline_ms),
     };
     let outcome = score(state, job).await?;
+    let headers = outcome.headers();
     let mut scores = outcome.scores;
     sort_ranked(&mut scores);
     scores.truncate(count(req.top_n).unwrap_or(n));
-    Ok(V2Response {
+    let body = V2Response {
         id: request_id(),
         results: scores
             .iter()
@@ -151,5 +153,6 @@ async fn handle(
             },
         },
         cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
-    })
+    };
+    Ok((body, headers))
 }
