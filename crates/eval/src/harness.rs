@@ -24,6 +24,9 @@ pub struct EvalOptions {
     pub rrf_k: f64,
     /// Relabellings of the randomisation test.
     pub permutations: usize,
+    /// Fit how much of the first stage to keep on half the queries, report the other half
+    /// ([`crate::tune`]).
+    pub tune_fusion: bool,
 }
 
 impl Default for EvalOptions {
@@ -34,6 +37,7 @@ impl Default for EvalOptions {
             latency_queries: 10,
             rrf_k: 60.0,
             permutations: 10_000,
+            tune_fusion: false,
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct EvalReport {
     /// Runs of each stage (TREC run files), not serialised.
     #[serde(skip)]
     pub runs: BTreeMap<String, Run>,
+    /// With `tune_fusion`: the fitted first-stage fusion and its held-out comparison.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuned_fusion: Option<crate::tune::TunedFusion>,
 }
 
 /// The metric stages are compared on: nDCG at 10 if asked for, else at the largest cut-off.
@@ -280,7 +287,13 @@ pub fn run_eval(
             rerank_ms_per_query: ms[ms.len() / 2],
         });
     }
+    let tuned_fusion = if opts.tune_fusion {
+        crate::tune::tune(&queries, &logits, &set.qrels, &opts.spec, &metric, max_n)
+    } else {
+        None
+    };
     Ok(EvalReport {
+        tuned_fusion,
         dataset: set.name.clone(),
         reranker: reranker.name(),
         queries: queries.len(),

@@ -8,6 +8,7 @@ pub mod qrels;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod tune;
 
 /// Errors of the evaluation crate.
 #[derive(Debug, thiserror::Error)]

@@ -68,6 +68,18 @@ pub fn markdown(r: &EvalReport) -> String {
             p.rerank_ms_per_query
         );
     }
+    if let Some(t) = &r.tuned_fusion {
+        let _ = writeln!(
+            s,
+            "\n## Fusion tuned on labels\n\nFitted on {} queries (every other one): rrf_k {}, reranker weight {:.2} ({} {:.4} there). On the {} held-out queries:\n\n| ranking | {} |\n|---|---|",
+            t.tuned_on, t.setting.rrf_k, t.setting.reranker_weight, t.metric, t.tuned_metric, t.held_out, t.metric
+        );
+        for k in ["first_stage", "reranked", "default_fusion", "tuned_fusion"] {
+            if let Some(v) = t.held_out_metrics.get(k) {
+                let _ = writeln!(s, "| {k} | {v:.4} |");
+            }
+        }
+    }
     s
 }
 

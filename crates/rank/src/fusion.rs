@@ -59,6 +59,51 @@ pub struct FusionConfig {
     pub missing_date_freshness: f64,
     /// Use MMR with this lambda instead of the doc_id penalty.
     pub mmr_lambda: Option<f64>,
+    /// Keep some of the first stage's order: the relevance signal of the weighted sum becomes
+    /// a weighted reciprocal-rank fusion of the first stage's and the reranker's ranks (fitted
+    /// on labelled data by `crossrank eval --tune-fusion`). None: the reranker's score alone.
+    pub first_stage: Option<FirstStageFusion>,
+}
+
+/// A weighted reciprocal-rank fusion of the first stage's rank and the reranker's.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default)]
+pub struct FirstStageFusion {
+    /// The RRF constant k (larger: flatter).
+    pub rrf_k: f64,
+    /// Weight of the reranker's rank, 0..1 (1: the reranker's order; 0: the first stage's).
+    pub reranker_weight: f64,
+}
+
+impl Default for FirstStageFusion {
+    fn default() -> Self {
+        FirstStageFusion {
+            rrf_k: 60.0,
+            reranker_weight: 0.5,
+        }
+    }
+}
+
+impl FirstStageFusion {
+    /// The fused signal of a candidate at 1-based ranks `first` and `reranked`, scaled so that
+    /// rank 1 in both is 1.
+    pub fn score(&self, first: usize, reranked: usize) -> f64 {
+        let k = self.rrf_k.max(0.0);
+        let w = self.reranker_weight.clamp(0.0, 1.0);
+        (w / (k + reranked as f64) + (1.0 - w) / (k + first as f64)) * (k + 1.0)
+    }
+}
+
+/// 1-based ranks of `values`, highest first; ties by position.
+pub fn ranks(values: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    let mut rank = vec![0; values.len()];
+    for (r, i) in order.into_iter().enumerate() {
+        rank[i] = r + 1;
+    }
+    rank
 }
 
 impl Default for FusionConfig {
@@ -70,6 +115,7 @@ impl Default for FusionConfig {
             default_authority: 0.5,
             missing_date_freshness: 0.5,
             mmr_lambda: None,
+            first_stage: None,
         }
     }
 }
@@ -103,6 +149,9 @@ pub struct Breakdown {
     pub diversity: f64,
     /// Weighted total.
     pub score: f64,
+    /// With `first_stage` fusion: the fused rank signal that stood for relevance in the sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rank_fusion: Option<f64>,
 }
 
 /// A fused result.
@@ -133,10 +182,20 @@ impl FusionConfig {
             .unwrap_or(self.default_authority)
     }
 
-    /// Ranks candidates by the fused score, greedily so that diversity sees what is already
-    /// ranked above. Ties keep input order.
+    /// Ranks candidates (given in first-stage order) by the fused score, greedily so that
+    /// diversity sees what is already ranked above. Ties keep input order.
     pub fn fuse(&self, items: &[FusionInput]) -> Vec<Fused> {
         let w = &self.weights;
+        // What stands for relevance in the sum: the reranker's score, or its fusion with the
+        // first stage's order.
+        let fused: Option<Vec<f64>> = self.first_stage.map(|f| {
+            let relevance: Vec<f64> = items.iter().map(|c| c.relevance).collect();
+            ranks(&relevance)
+                .iter()
+                .enumerate()
+                .map(|(i, &r)| f.score(i + 1, r))
+                .collect()
+        });
         let base: Vec<(f64, f64)> = items
             .iter()
             .map(|c| {
@@ -153,18 +212,19 @@ impl FusionConfig {
             let mut best: Option<(usize, Breakdown)> = None;
             for (pos, &i) in left.iter().enumerate() {
                 let c = &items[i];
+                let signal = fused.as_ref().map_or(c.relevance, |f| f[i]);
                 let (freshness, authority) = base[i];
                 let dup = seen.contains(c.doc_id.as_str());
                 let diversity = if dup { 0.0 } else { 1.0 };
                 let score = match self.mmr_lambda {
                     Some(l) => {
-                        let quality = w.relevance * c.relevance
+                        let quality = w.relevance * signal
                             + w.freshness * freshness
                             + w.authority * authority;
                         l * quality - (1.0 - l) * if dup { 1.0 } else { 0.0 }
                     }
                     None => {
-                        w.relevance * c.relevance
+                        w.relevance * signal
                             + w.freshness * freshness
                             + w.authority * authority
                             + w.diversity * diversity
@@ -179,6 +239,7 @@ impl FusionConfig {
                             authority,
                             diversity,
                             score,
+                            rank_fusion: fused.as_ref().map(|f| f[i]),
                         },
                     ));
                 }
@@ -380,6 +441,50 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(order(&c3.fuse(&items)), ["d1#0", "d2#0", "d1#1"]);
+    }
+
+    #[test]
+    fn first_stage_fusion_moves_between_the_two_orders() {
+        // First-stage order a, b, c, d; the reranker prefers d, c, b, a.
+        let items: Vec<FusionInput> = [("a", 0.1), ("b", 0.2), ("c", 0.3), ("d", 0.9)]
+            .iter()
+            .map(|&(id, r)| item(id, id, r, None, None))
+            .collect();
+        let order = |w: f64, k: f64| -> Vec<String> {
+            let c = FusionConfig {
+                weights: FusionWeights {
+                    relevance: 1.0,
+                    freshness: 0.0,
+                    authority: 0.0,
+                    diversity: 0.0,
+                },
+                first_stage: Some(FirstStageFusion {
+                    rrf_k: k,
+                    reranker_weight: w,
+                }),
+                ..Default::default()
+            };
+            c.fuse(&items).into_iter().map(|f| f.id).collect()
+        };
+        assert_eq!(order(1.0, 60.0), ["d", "c", "b", "a"]);
+        assert_eq!(order(0.0, 60.0), ["a", "b", "c", "d"]);
+        // Equal weights and a small k: the extremes tie at 1/(k+1) + 1/(k+4) and keep input
+        // order; the middle ones tie below them.
+        assert_eq!(order(0.5, 1.0), ["a", "d", "b", "c"]);
+        let f = FirstStageFusion {
+            rrf_k: 60.0,
+            reranker_weight: 0.5,
+        };
+        assert!((f.score(1, 1) - 1.0).abs() < 1e-12);
+        assert_eq!(ranks(&[0.2, 0.9, 0.2]), vec![2, 1, 3]);
+        // The breakdown keeps the reranker's probability beside the fused signal.
+        let c = FusionConfig {
+            first_stage: Some(f),
+            ..Default::default()
+        };
+        let top = &c.fuse(&items)[0];
+        assert!(top.breakdown.rank_fusion.is_some());
+        assert_eq!(top.breakdown.relevance, items[top.index].relevance);
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// Memory of each model's pair-score cache in MiB (0: no cache). A (query, document)
     /// pair scored before under the same options is answered from it, bit for bit.
     pub cache_mb: usize,
+    /// Fusion of collection searches that do not give their own `fusion` (e.g. the file
+    /// `crossrank eval --tune-fusion --fusion-output` writes); none: the defaults.
+    pub fusion: Option<crossrank_rank::fusion::FusionConfig>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             postgres: Default::default(),
             collection_save_secs: 30,
             cache_mb: 64,
+            fusion: None,
         }
     }
 }

@@ -75,6 +75,15 @@ pub struct Args {
     /// beside each stage's model alone (default: the spec's K).
     #[arg(long, value_delimiter = ',')]
     pub cascade_k: Vec<usize>,
+    /// Fit how much of the first stage to keep (a weighted RRF of the first stage's and the
+    /// reranker's ranks: rrf_k and the reranker's weight) on every other query and report the
+    /// rest: first stage, reranked, default and tuned fusion.
+    #[arg(long)]
+    pub tune_fusion: bool,
+    /// With --tune-fusion: write the fitted setting as a fusion TOML here (for `search
+    /// --fusion FILE` and `serve --fusion FILE`).
+    #[arg(long, requires = "tune_fusion")]
+    pub fusion_output: Option<PathBuf>,
     /// Write report.md and report.html here.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -292,6 +301,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         candidates: args.candidates.clone(),
         latency_queries: args.latency_queries,
+        tune_fusion: args.tune_fusion,
         ..Default::default()
     };
     let bar = ProgressBar::new(set.queries.len() as u64);
@@ -305,6 +315,31 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
+    if let (Some(path), Some(t)) = (&args.fusion_output, &result.tuned_fusion) {
+        let fusion = crossrank_rank::fusion::FusionConfig {
+            first_stage: Some(t.setting),
+            ..Default::default()
+        };
+        let text = format!(
+            "# crossrank eval --tune-fusion on {} ({} queries fitted, {} held out: {} {:.4} \
+             tuned vs {:.4} reranked)\n{}",
+            result.dataset,
+            t.tuned_on,
+            t.held_out,
+            t.metric,
+            t.held_out_metrics
+                .get("tuned_fusion")
+                .copied()
+                .unwrap_or(f64::NAN),
+            t.held_out_metrics
+                .get("reranked")
+                .copied()
+                .unwrap_or(f64::NAN),
+            toml::to_string(&fusion)?
+        );
+        write(path, &text)?;
+        eprintln!("fusion written to {}", path.display());
+    }
     if let Some(dir) = &args.run_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (stage, r) in &result.runs {

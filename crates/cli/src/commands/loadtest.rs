@@ -38,9 +38,66 @@ pub struct Args {
     /// do), to measure a server hammered by clients that ignore it.
     #[arg(long)]
     pub no_backoff: bool,
+    /// Repeated traffic: one request per query of the workload (its passages), in file order,
+    /// except that each request repeats an earlier one (the same query and chunks) with this
+    /// probability, as RAG traffic does; for measuring the pair-score cache.
+    #[arg(long, conflicts_with = "duration")]
+    pub repeat_share: Option<f64>,
     /// Print JSON lines.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The request bodies of `--repeat-share`: one per query, passages grouped in file order.
+fn per_query(
+    objs: &[(usize, serde_json::Map<String, serde_json::Value>)],
+    name: &str,
+    dialect: &str,
+) -> Result<Vec<Vec<u8>>> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (l, o) in objs {
+        let q = string_field(name, *l, o, "query")?;
+        let p = string_field(name, *l, o, "passage")?.to_string();
+        match groups.iter_mut().find(|g| g.0 == q) {
+            Some(g) => g.1.push(p),
+            None => groups.push((q.to_string(), vec![p])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(q, d)| Ok(serde_json::to_vec(&body(dialect, &q, &d)?.1)?))
+        .collect()
+}
+
+/// The path and body of one request in `dialect`.
+fn body(dialect: &str, query: &str, docs: &[String]) -> Result<(&'static str, serde_json::Value)> {
+    Ok(match dialect {
+        "tei" => ("/rerank", json!({"query": query, "texts": docs})),
+        "v1" => (
+            "/v1/rerank",
+            json!({"query": query, "documents": docs, "return_documents": false}),
+        ),
+        "v2" => ("/v2/rerank", json!({"query": query, "documents": docs})),
+        other => bail!("--dialect must be tei, v1 or v2, not {other:?}"),
+    })
+}
+
+/// Which body each of `n` requests sends: the next new one, or with probability `share` an
+/// earlier request's (uniformly), from a fixed seed.
+fn schedule(n: usize, distinct: usize, share: f64) -> Vec<usize> {
+    let mut rng = crossrank_eval::stats::XorShift64::new(0x5eed_cafe);
+    let (mut out, mut fresh) = (Vec::with_capacity(n), 0usize);
+    for j in 0..n {
+        let u = (rng.next_u64() % 1_000_000) as f64 / 1e6;
+        if j > 0 && u < share {
+            let earlier = out[(rng.next_u64() % j as u64) as usize];
+            out.push(earlier);
+        } else {
+            out.push(fresh % distinct.max(1));
+            fresh += 1;
+        }
+    }
+    out
 }
 
 /// Runs the command.
@@ -55,24 +112,32 @@ pub fn run(args: Args) -> Result<()> {
         .iter()
         .map(|(l, o)| string_field(&name, *l, o, "passage").map(String::from))
         .collect::<Result<_>>()?;
-    let (path, body) = match args.dialect.as_str() {
-        "tei" => ("/rerank", json!({"query": query, "texts": docs})),
-        "v1" => (
-            "/v1/rerank",
-            json!({"query": query, "documents": docs, "return_documents": false}),
-        ),
-        "v2" => ("/v2/rerank", json!({"query": query, "documents": docs})),
-        other => bail!("--dialect must be tei, v1 or v2, not {other:?}"),
-    };
+    let (path, first) = body(&args.dialect, &query, &docs)?;
     let url = format!("{}{path}", args.url.trim_end_matches('/'));
-    let body = serde_json::to_vec(&body)?;
+    let first = serde_json::to_vec(&first)?;
+    // The bodies sent: the one request of all passages, or with --repeat-share one per query.
+    let bodies = match args.repeat_share {
+        Some(f) if !(0.0..1.0).contains(&f) => bail!("--repeat-share must be in [0, 1)"),
+        Some(_) => per_query(&objs, &name, &args.dialect)?,
+        None => vec![first.clone()],
+    };
     let client = reqwest::blocking::Client::builder().timeout(None).build()?;
-    // One warm-up request, which must succeed.
-    let (st, _) = send(&client, &url, &body, args.api_key.as_deref())?;
+    // One warm-up request, which must succeed (with --repeat-share, another query, so that
+    // nothing it scores is cached for the measured requests).
+    let warm = match args.repeat_share {
+        Some(_) => serde_json::to_vec(&body(&args.dialect, "crossrank warm-up", &docs[..1])?.1)?,
+        None => first,
+    };
+    let (st, _) = send(&client, &url, &warm, args.api_key.as_deref())?;
     if st != 200 {
         bail!("{url}: the warm-up request answered HTTP {st}");
     }
     for &c in &args.concurrency {
+        let order = schedule(
+            args.requests,
+            bodies.len(),
+            args.repeat_share.unwrap_or(0.0),
+        );
         let next = AtomicUsize::new(0);
         let lat = Mutex::new(Vec::new());
         let statuses = Mutex::new(BTreeMap::<String, usize>::new());
@@ -80,16 +145,20 @@ pub fn run(args: Args) -> Result<()> {
         let until = args
             .duration
             .map(|d| t0 + Duration::from_secs_f64(d.max(0.0)));
+        // The next request's body, or None when the level is over.
         let more = || match until {
-            Some(u) => Instant::now() < u,
-            None => next.fetch_add(1, Ordering::Relaxed) < args.requests,
+            Some(u) => (Instant::now() < u).then(|| &bodies[0]),
+            None => {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                (i < args.requests).then(|| &bodies[order[i]])
+            }
         };
         std::thread::scope(|s| {
             for _ in 0..c.max(1) {
                 s.spawn(|| {
-                    while more() {
+                    while let Some(body) = more() {
                         let t = Instant::now();
-                        let key = match send(&client, &url, &body, args.api_key.as_deref()) {
+                        let key = match send(&client, &url, body, args.api_key.as_deref()) {
                             Ok((429, retry)) => {
                                 if !args.no_backoff {
                                     // Honour Retry-After (capped so a level ends on time).
@@ -123,7 +192,8 @@ pub fn run(args: Args) -> Result<()> {
         let sent: usize = statuses.values().sum();
         let peak = server_peak_rss(&client, &args.url, args.api_key.as_deref());
         let report = json!({
-            "url": url, "concurrency": c, "requests": sent, "documents": docs.len(),
+            "url": url, "concurrency": c, "requests": sent, "documents": docs.len() / bodies.len(),
+            "distinct_requests": bodies.len().min(args.requests), "repeat_share": args.repeat_share,
             "seconds": wall, "statuses": statuses, "ok_per_s": l.len() as f64 / wall,
             "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
             "server_peak_rss_mb": peak.map(|b| b as f64 / 1048576.0),
@@ -134,7 +204,7 @@ pub fn run(args: Args) -> Result<()> {
             let counts: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             println!(
                 "concurrency {c:>3}: {sent} requests of {} documents in {wall:.1} s; {}; {:.2} ok/s, 200s p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms; server peak RSS {}",
-                docs.len(),
+                docs.len() / bodies.len(),
                 counts.join(", "),
                 l.len() as f64 / wall,
                 pct(0.5),

@@ -93,6 +93,10 @@ pub struct Args {
     /// Memory of each model's pair-score cache in MiB (0: off; default 64).
     #[arg(long)]
     pub cache_mb: Option<usize>,
+    /// Fusion TOML for collection searches that give none (as `search --fusion`; e.g. what
+    /// `eval --tune-fusion --fusion-output` wrote).
+    #[arg(long)]
+    pub fusion: Option<PathBuf>,
 }
 
 fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
@@ -198,6 +202,11 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
     }
     if let Some(v) = args.cache_mb {
         c.cache_mb = v;
+    }
+    if let Some(p) = &args.fusion {
+        let t =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        c.fusion = Some(toml::from_str(&t).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
     }
     if let Some(e) = &args.embedder {
         c.embedder = Some(PathBuf::from(e));

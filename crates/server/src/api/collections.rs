@@ -179,7 +179,12 @@ pub async fn search(
         async {
             let name = path(name)?;
             // `null` means "default" for every optional field.
-            let req: SearchRequest = parse(json_body(body, state.config.max_body_bytes)?)?;
+            let obj = json_body(body, state.config.max_body_bytes)?;
+            let own_fusion = obj.get("fusion").is_some_and(|f| !f.is_null());
+            let mut req: SearchRequest = parse(obj)?;
+            if let (false, Some(f)) = (own_fusion, &state.config.fusion) {
+                req.fusion = f.clone();
+            }
             let max = state.config.max_candidates;
             for (field, v) in [("candidates", req.candidates), ("top_k", req.top_k)] {
                 if v > max {
