@@ -134,11 +134,19 @@ fn a_platt_calibration_fitted_on_dev_lowers_test_ece_and_the_server_applies_it()
         "platt",
         "--output",
         file.to_str().unwrap(),
+        "--report",
+        dir.to_str().unwrap(),
         "--target-precision",
         "0.7",
         "--json",
     ]);
     let r = &cal["reliability_check"];
+    let html = std::fs::read_to_string(dir.join("calibration.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("reliability"),
+        "{html}"
+    );
+    assert!(html.contains(&format!("{:.4}", r["calibrated"]["ece"].as_f64().unwrap())));
     let (before, after) = (
         r["uncalibrated"]["ece"].as_f64().unwrap(),
         r["calibrated"]["ece"].as_f64().unwrap(),

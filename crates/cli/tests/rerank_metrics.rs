@@ -107,3 +107,33 @@ fn timing_headers_and_rerank_series_count_a_scripted_sequence() {
     assert_eq!(metric(&m, &format!("crossrank_searches_total{M}")), 2.0);
     assert_eq!(metric(&m, &format!("crossrank_abstentions_total{M}")), 1.0);
 }
+
+#[test]
+fn concurrent_identical_requests_reach_the_engine_once() {
+    let srv = serve(&[]);
+    let (q, docs) = w50();
+    let body = json!({"query": q, "texts": docs, "raw_scores": true});
+    // Four clients at once (each W50 request takes ~100 ms or more here): without in-flight
+    // deduplication, overlapping misses would each be scored.
+    let answers: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let (st, v, _) = srv.post("/rerank", &body);
+                    assert_eq!(st, 200, "{v}");
+                    v
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| a == &answers[0]));
+    let (_, m) = srv.get("/metrics");
+    let n = docs.len() as f64;
+    assert_eq!(metric(&m, &format!("crossrank_cache_misses_total{M}")), n);
+    assert_eq!(
+        metric(&m, &format!("crossrank_cache_hits_total{M}")),
+        3.0 * n
+    );
+    assert_eq!(metric(&m, &format!("crossrank_batch_pairs_sum{M}")), n);
+}

@@ -356,3 +356,85 @@ pub fn html(r: &EvalReport) -> String {
         sweep = md_table_to_html(&sweep_md),
     )
 }
+
+/// A self-contained HTML page with the reliability diagram of a calibration on held-out pairs:
+/// accuracy against mean confidence per bin (`(confidence, accuracy)` of non-empty bins),
+/// before and after, beside the diagonal of perfect calibration, with each side's ECE.
+pub fn reliability_html(
+    title: &str,
+    before: &[(f64, f64)],
+    after: &[(f64, f64)],
+    ece: (f64, f64),
+) -> String {
+    // Both axes 0..1 with ticks every 0.2: the diagonal, then each side's bins joined.
+    let (size, m) = (360.0, 40.0);
+    let at = |v: f64| m + v.clamp(0.0, 1.0) * (size - 2.0 * m);
+    let up = |v: f64| size - at(v);
+    let mut chart = format!(
+        "<svg id=\"reliability\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{size}\" viewBox=\"0 0 {w} {size}\">",
+        w = size + 140.0
+    );
+    for i in 0..=5 {
+        let v = i as f64 / 5.0;
+        let _ = write!(
+            chart,
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{v:.1}</text><text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{v:.1}</text>",
+            at(v),
+            size - m + 14.0,
+            m - 4.0,
+            up(v) + 3.0
+        );
+    }
+    let _ = write!(
+        chart,
+        "<rect x=\"{m}\" y=\"{m}\" width=\"{s}\" height=\"{s}\" fill=\"none\" stroke=\"#333\"/><line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#bbb\" stroke-dasharray=\"4\"/>",
+        at(0.0),
+        up(0.0),
+        at(1.0),
+        up(1.0),
+        s = size - 2.0 * m
+    );
+    for (k, (name, color, pts)) in [
+        ("uncalibrated", "#d9452a", before),
+        ("calibrated", "#2a6fdb", after),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", at(x), up(y)))
+            .collect();
+        let _ = write!(
+            chart,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            path.join(" ")
+        );
+        for &(x, y) in pts {
+            let _ = write!(
+                chart,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
+                at(x),
+                up(y)
+            );
+        }
+        let _ = write!(
+            chart,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{color}\">{name}</text>",
+            size - m + 10.0,
+            m + 14.0 + 16.0 * k as f64
+        );
+    }
+    let _ = write!(
+        chart,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">mean predicted probability (x) / share relevant (y)</text></svg>",
+        size / 2.0,
+        size - 6.0
+    );
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>crossrank calibrate: {t}</title><style>body{{font-family:sans-serif;margin:24px;max-width:900px}}</style></head><body><h1>crossrank calibrate: {t}</h1><p>Expected calibration error on the held-out pairs: <b>{:.4}</b> uncalibrated, <b>{:.4}</b> calibrated (ten equal-width bins).</p>{chart}</body></html>\n",
+        ece.0,
+        ece.1,
+        t = esc(title),
+    )
+}

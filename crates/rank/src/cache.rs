@@ -7,13 +7,16 @@
 //! those of the wrapped reranker; the key hashes (to 128 bits) the long-document policy, the
 //! instruction, the query and the document text. The cache is an LRU bounded by an estimate of
 //! its memory; a hit returns the stored score and logit bit for bit. Errors are not cached.
+//! Concurrent requests for the same pair score it once: the first scores it, the others wait
+//! for its answer (and score it themselves if it fails).
 
 use crate::{RankError, Ranked, Reranker, ScoreKind, ScoreOptions, Scored};
 use lru::LruCache;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Memory one entry takes, as counted against the limit: the 16-byte key, the 8-byte value
 /// and the LRU's node and table overhead (measured: about 70 bytes; rounded up).
@@ -39,6 +42,8 @@ pub struct CachedReranker<R> {
     hashers: (std::hash::RandomState, std::hash::RandomState),
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Pairs being scored now, by key: a concurrent request for one waits for its answer.
+    inflight: Mutex<HashMap<u128, Arc<Pending>>>,
 }
 
 impl<R: Reranker> CachedReranker<R> {
@@ -52,6 +57,7 @@ impl<R: Reranker> CachedReranker<R> {
             hashers: Default::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,57 +120,69 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
     ) -> Result<Scored, RankError> {
         let request = self.request_hashers(opts, query);
         let keys: Vec<u128> = documents.iter().map(|d| key(&request, d)).collect();
-        let mut found: Vec<Option<(f32, f32)>> = {
-            let mut cache = self.lock();
-            keys.iter().map(|k| cache.get(k).copied()).collect()
-        };
-        // The documents to score: each missing key once, in first-seen order.
+        let mut values: HashMap<u128, (f32, f32)> = HashMap::new();
+        // Keys to score here (the first document holding each), and keys another request is
+        // scoring now, whose answers are awaited instead.
         let mut todo: Vec<usize> = Vec::new();
-        let mut slot: HashMap<u128, usize> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            if found[i].is_none() && !slot.contains_key(k) {
-                slot.insert(*k, todo.len());
-                todo.push(i);
+        let mut waits: Vec<(u128, Arc<Pending>)> = Vec::new();
+        {
+            let mut seen: HashSet<u128> = HashSet::new();
+            let mut inflight = self.inflight();
+            let mut cache = self.lock();
+            for (i, k) in keys.iter().enumerate() {
+                if !seen.insert(*k) {
+                    continue; // a repeat inside this request
+                }
+                if let Some(v) = cache.get(k) {
+                    values.insert(*k, *v);
+                } else if let Some(p) = inflight.get(k) {
+                    waits.push((*k, p.clone()));
+                } else {
+                    inflight.insert(*k, Arc::new(Pending::default()));
+                    todo.push(i);
+                }
             }
         }
+        let mut owned = Owned {
+            cache: self,
+            keys: todo.iter().map(|&i| keys[i]).collect(),
+        };
         let (mut tokens, mut timings) = (0, None);
         if !todo.is_empty() {
-            let docs: Vec<&str> = todo.iter().map(|&i| documents[i]).collect();
-            let scored = self.inner.score_detailed(query, &docs, opts)?;
-            if scored.ranked.len() != docs.len() {
-                return Err(RankError::Internal(format!(
-                    "the reranker scored {} of {} documents",
-                    scored.ranked.len(),
-                    docs.len()
-                )));
-            }
-            tokens = scored.tokens;
-            timings = scored.timings;
-            let mut values = vec![(f32::NAN, f32::NAN); docs.len()];
-            for r in &scored.ranked {
-                if let Some(v) = values.get_mut(r.index) {
-                    *v = (r.score, r.logit);
-                }
-            }
-            let mut cache = self.lock();
+            let fresh = self.score_inner(query, documents, &todo, opts)?;
+            tokens = fresh.tokens;
+            timings = fresh.timings;
             for (t, &i) in todo.iter().enumerate() {
-                cache.put(keys[i], values[t]);
+                values.insert(keys[i], fresh.values[t]);
             }
-            for (i, k) in keys.iter().enumerate() {
-                if found[i].is_none() {
-                    found[i] = slot.get(k).map(|&t| values[t]);
+            owned.finish(&values);
+        }
+        // Pairs another request was scoring: its answer, or (it failed) scored here.
+        let mut retry: Vec<usize> = Vec::new();
+        for (k, p) in waits {
+            match p.wait(opts.deadline) {
+                Some(v) => {
+                    values.insert(k, v);
                 }
+                None => retry.extend(keys.iter().position(|x| *x == k)),
             }
         }
-        let scored_now = todo.len() as u64;
+        if !retry.is_empty() {
+            let fresh = self.score_inner(query, documents, &retry, opts)?;
+            tokens += fresh.tokens;
+            for (t, &i) in retry.iter().enumerate() {
+                values.insert(keys[i], fresh.values[t]);
+            }
+        }
+        let scored_now = (todo.len() + retry.len()) as u64;
         self.misses.fetch_add(scored_now, Ordering::Relaxed);
         self.hits
             .fetch_add(documents.len() as u64 - scored_now, Ordering::Relaxed);
-        let ranked = found
-            .into_iter()
+        let ranked = keys
+            .iter()
             .enumerate()
-            .map(|(index, v)| {
-                let (score, logit) = v.unwrap_or((f32::NAN, f32::NAN));
+            .map(|(index, k)| {
+                let (score, logit) = values.get(k).copied().unwrap_or((f32::NAN, f32::NAN));
                 Ranked {
                     index,
                     score,
@@ -181,17 +199,142 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
     }
 }
 
+impl<R: Reranker> CachedReranker<R> {
+    /// Scores `documents[i]` for each `i` of `which` with the wrapped reranker and stores
+    /// them.
+    fn score_inner(
+        &self,
+        query: &str,
+        documents: &[&str],
+        which: &[usize],
+        opts: &ScoreOptions,
+    ) -> Result<Fresh, RankError> {
+        let docs: Vec<&str> = which.iter().map(|&i| documents[i]).collect();
+        let scored = self.inner.score_detailed(query, &docs, opts)?;
+        if scored.ranked.len() != docs.len() {
+            return Err(RankError::Internal(format!(
+                "the reranker scored {} of {} documents",
+                scored.ranked.len(),
+                docs.len()
+            )));
+        }
+        let mut values = vec![(f32::NAN, f32::NAN); docs.len()];
+        for r in &scored.ranked {
+            if let Some(v) = values.get_mut(r.index) {
+                *v = (r.score, r.logit);
+            }
+        }
+        let request = self.request_hashers(opts, query);
+        let mut cache = self.lock();
+        for (t, d) in docs.iter().enumerate() {
+            cache.put(key(&request, d), values[t]);
+        }
+        Ok(Fresh {
+            values,
+            tokens: scored.tokens,
+            timings: scored.timings,
+        })
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Arc<Pending>>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What [`CachedReranker::score_inner`] scored: (score, logit) per document asked for.
+struct Fresh {
+    values: Vec<(f32, f32)>,
+    tokens: usize,
+    timings: Option<crate::Timings>,
+}
+
+/// A pair being scored by one request, awaited by others asking for it meanwhile.
+#[derive(Default)]
+struct Pending {
+    state: Mutex<Option<Option<(f32, f32)>>>,
+    ready: Condvar,
+}
+
+impl Pending {
+    /// Records the outcome (None: the scoring failed) and wakes the waiters.
+    fn set(&self, v: Option<(f32, f32)>) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        self.ready.notify_all();
+    }
+
+    /// The score, once the scoring request has it; None if it failed or `deadline` passed.
+    fn wait(&self, deadline: Option<Instant>) -> Option<(f32, f32)> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = *state {
+                return v;
+            }
+            let slice = match deadline {
+                Some(d) => d.checked_duration_since(Instant::now())?,
+                None => Duration::from_secs(1),
+            };
+            state = self
+                .ready
+                .wait_timeout(state, slice.min(Duration::from_secs(1)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// The keys a request registered as in flight; whatever it has not finished when dropped
+/// (an error, a panic) is marked failed, so waiters score those pairs themselves.
+struct Owned<'a, R> {
+    cache: &'a CachedReranker<R>,
+    keys: Vec<u128>,
+}
+
+impl<R> Owned<'_, R> {
+    /// Publishes the scores of every owned key (from `values`) and forgets them.
+    fn finish(&mut self, values: &HashMap<u128, (f32, f32)>) {
+        let mut inflight = self
+            .cache
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for k in self.keys.drain(..) {
+            if let Some(p) = inflight.remove(&k) {
+                p.set(values.get(&k).copied());
+            }
+        }
+    }
+}
+
+impl<R> Drop for Owned<'_, R> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .cache
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for k in self.keys.drain(..) {
+            if let Some(p) = inflight.remove(&k) {
+                p.set(None);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::long_docs::LongDocs;
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     /// Scores a document by its length plus the instruction's; records every document scored.
     #[derive(Default)]
     struct Counting {
         seen: Mutex<Vec<String>>,
         fail_on: Option<&'static str>,
+        /// Milliseconds each call takes.
+        delay_ms: u64,
+        /// Fail the first call (after its delay).
+        fail_first: AtomicBool,
     }
 
     impl Reranker for Counting {
@@ -204,7 +347,10 @@ mod tests {
             documents: &[&str],
             opts: &ScoreOptions,
         ) -> Result<Scored, RankError> {
-            if documents.iter().any(|d| Some(*d) == self.fail_on) {
+            std::thread::sleep(Duration::from_millis(self.delay_ms));
+            if documents.iter().any(|d| Some(*d) == self.fail_on)
+                || self.fail_first.swap(false, Ordering::SeqCst)
+            {
                 return Err(RankError::Internal("refused".into()));
             }
             let extra = opts.instruction.as_deref().map_or(0, str::len);
@@ -364,5 +510,60 @@ mod tests {
         let st = c.stats();
         assert_eq!(st.hits + st.misses, 8 * 50);
         assert_eq!(st.entries, 50);
+    }
+
+    fn concurrently(c: &Arc<CachedReranker<Counting>>, n: usize) -> Vec<Result<Scored, RankError>> {
+        let handles: Vec<_> = (0..n)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    // Staggered so that the first is scoring when the others ask.
+                    std::thread::sleep(Duration::from_millis(20 * t as u64));
+                    let docs: Vec<String> = (0..10).map(|i| format!("doc {i}")).collect();
+                    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+                    c.score_detailed("q", &refs, &ScoreOptions::default())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn concurrent_identical_requests_are_scored_once() {
+        let c = Arc::new(CachedReranker::new(
+            Counting {
+                delay_ms: 300,
+                ..Default::default()
+            },
+            1 << 20,
+        ));
+        let out = concurrently(&c, 4);
+        let first = scores(out[0].as_ref().unwrap());
+        for o in &out {
+            assert_eq!(scores(o.as_ref().unwrap()), first);
+        }
+        assert_eq!(c.inner().seen.lock().unwrap().len(), 10, "scored once");
+        let st = c.stats();
+        assert_eq!((st.misses, st.hits), (10, 30));
+        assert!(c.inflight().is_empty());
+    }
+
+    #[test]
+    fn when_the_scoring_request_fails_the_waiting_ones_score_for_themselves() {
+        let c = Arc::new(CachedReranker::new(
+            Counting {
+                delay_ms: 300,
+                fail_first: AtomicBool::new(true),
+                ..Default::default()
+            },
+            1 << 20,
+        ));
+        let out = concurrently(&c, 3);
+        assert!(out[0].is_err());
+        let want = scores(out[1].as_ref().unwrap());
+        assert_eq!(scores(out[2].as_ref().unwrap()), want);
+        assert!(c.inflight().is_empty());
+        // The failed call recorded nothing; the retry scored the ten once more.
+        assert!(c.inner().seen.lock().unwrap().len() <= 20);
     }
 }

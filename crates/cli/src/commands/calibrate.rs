@@ -50,6 +50,10 @@ pub struct Args {
     /// where every command and the server pick it up).
     #[arg(long, requires = "fit")]
     pub output: Option<PathBuf>,
+    /// With --fit and --check: write calibration.html (the reliability diagram before and
+    /// after on the check set) into this directory.
+    #[arg(long, requires_all = ["fit", "check"])]
+    pub report: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -121,6 +125,25 @@ fn best(
             Some((score(b), relevant(set, q, b.index)))
         })
         .collect()
+}
+
+/// Writes `DIR/calibration.html`: the reliability diagrams of `raw` and `cal`.
+fn write_report(dir: &Path, title: &str, raw: &[(f64, bool)], cal: &[(f64, bool)]) -> Result<()> {
+    let points = |pairs: &[(f64, bool)]| -> (Vec<(f64, f64)>, f64) {
+        let (bins, ece) = reliability(pairs, 10);
+        let pts = bins
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| (b.confidence, b.accuracy))
+            .collect();
+        (pts, ece)
+    };
+    let ((before, e0), (after, e1)) = (points(raw), points(cal));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("calibration.html");
+    let html = crossrank_eval::report::reliability_html(title, &before, &after, (e0, e1));
+    std::fs::write(&path, html).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Reliability of `(probability, relevant)` pairs as JSON: ECE and ten bins.
@@ -213,6 +236,14 @@ pub fn run(args: Args) -> Result<()> {
                 "uncalibrated": reliability_json(&raw),
                 "calibrated": reliability_json(&cal),
             }));
+            if let Some(dir) = &args.report {
+                write_report(
+                    dir,
+                    &format!("{} on {}", reranker.name(), p.display()),
+                    &raw,
+                    &cal,
+                )?;
+            }
         }
     }
     let needed = chosen.as_ref().and_then(|c| {
