@@ -233,6 +233,16 @@ fn a_platt_calibration_fitted_on_dev_lowers_test_ece_and_the_server_applies_it()
         let want = 1.0 / (1.0 + (-(a * (p / (1.0 - p)).ln() + b)).exp());
         assert!((r["score"].as_f64().unwrap() - want).abs() < 1e-4, "{cli}");
     }
+    // Cohere v1 marks the response calibrated and keeps the model's own probability.
+    let (_, v1, _) = srv.post("/v1/rerank", &json!({"query": q, "documents": texts}));
+    assert_eq!(v1["calibrated"], true, "{v1}");
+    for r in v1["results"].as_array().unwrap() {
+        let raw = uncalibrated[r["index"].as_u64().unwrap() as usize];
+        assert!(
+            (r["raw_score"].as_f64().unwrap() - raw).abs() < 1e-5,
+            "{v1}"
+        );
+    }
     let (_, info) = srv.get("/info");
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["models"][0]["calibrated"], true, "{info}");

@@ -40,11 +40,19 @@ pub struct RerankOutcome {
     pub cascade: Option<CascadeReport>,
     /// Where the scoring time went (local models).
     pub timings: Option<Timings>,
+    /// Whether the scores are calibrated (a calibration file applies to the model); then
+    /// [`RerankOutcome::raw_score`] is the model's own probability.
+    pub calibrated: bool,
     /// When scoring began.
     pub started: Instant,
 }
 
 impl RerankOutcome {
+    /// The model's own (uncalibrated) probability of a result, for calibrated models only.
+    pub fn raw_score(&self, r: &Ranked) -> Option<f32> {
+        self.calibrated.then(|| 1.0 / (1.0 + (-r.logit).exp()))
+    }
+
     /// TEI's timing headers, in milliseconds: `x-compute-time` / `x-total-time` (validation to
     /// scores), and for local models `x-tokenization-time`, `x-queue-time` (waiting for the
     /// first engine batch) and `x-inference-time`; `x-compute-tokens` is the tokens scored.
@@ -120,6 +128,13 @@ pub async fn rerank(state: &Arc<AppState>, job: RerankJob) -> Result<RerankOutco
         tokens: scored.tokens,
         cascade,
         timings: scored.timings,
+        calibrated: matches!(
+            &handle.backend,
+            Backend::Local {
+                calibration: Some(_),
+                ..
+            }
+        ),
         started,
     })
 }

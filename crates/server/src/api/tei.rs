@@ -70,6 +70,9 @@ pub struct TeiRank {
     /// Cascades: each stage's score of this text, first first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage_scores: Option<Vec<f32>>,
+    /// Calibrated models: the model's own probability (the score is calibrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_score: Option<f32>,
 }
 
 /// Scores `texts` against `query`.
@@ -117,9 +120,9 @@ async fn handle(
         instruction: req.instruction,
         deadline_ms: count(req.deadline_ms),
     };
-    let outcome = score(state, job).await?;
+    let mut outcome = score(state, job).await?;
     let headers = outcome.headers();
-    let mut out = outcome.scores;
+    let mut out = std::mem::take(&mut outcome.scores);
     sort_ranked(&mut out);
     let ranks = out
         .iter()
@@ -131,6 +134,7 @@ async fn handle(
                 text: texts.get(s.index).cloned(),
                 stage,
                 stage_scores,
+                raw_score: outcome.raw_score(s),
             }
         })
         .collect();

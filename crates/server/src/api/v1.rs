@@ -70,6 +70,9 @@ pub struct V1Result {
     /// Cascades: each stage's score of this document, first first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage_scores: Option<Vec<f32>>,
+    /// Calibrated models: the model's own probability (the score is calibrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_score: Option<f32>,
 }
 
 /// Tokens scored, as Jina and Voyage report them.
@@ -111,6 +114,9 @@ pub struct V1Response {
     /// How a cascade answered (cascade models only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cascade: Option<CascadeInfo>,
+    /// `true` when the scores are calibrated (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<bool>,
 }
 
 /// Cohere v1's default number of chunks per document.
@@ -206,9 +212,9 @@ async fn handle(
         instruction: req.instruction,
         deadline_ms: count(req.deadline_ms),
     };
-    let outcome = score(state, job).await?;
+    let mut outcome = score(state, job).await?;
     let headers = outcome.headers();
-    let mut scores = outcome.scores;
+    let mut scores = std::mem::take(&mut outcome.scores);
     sort_ranked(&mut scores);
     scores.truncate(top_n.unwrap_or(n));
     let docs = req.documents;
@@ -225,6 +231,7 @@ async fn handle(
                 }),
                 stage,
                 stage_scores,
+                raw_score: outcome.raw_score(s),
             }
         })
         .collect();
@@ -245,6 +252,7 @@ async fn handle(
             },
         },
         cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
+        calibrated: outcome.calibrated.then_some(true),
     };
     Ok((body, headers))
 }

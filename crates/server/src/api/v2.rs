@@ -51,6 +51,9 @@ pub struct V2Result {
     /// Cascades: each stage's score of this document, first first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage_scores: Option<Vec<f32>>,
+    /// Calibrated models: the model's own probability (the score is calibrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_score: Option<f32>,
 }
 
 /// Tokens of the request.
@@ -85,6 +88,9 @@ pub struct V2Response {
     /// How a cascade answered (cascade models only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cascade: Option<CascadeInfo>,
+    /// `true` when the scores are calibrated (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated: Option<bool>,
 }
 
 /// Ranks `documents` by relevance to `query`.
@@ -123,9 +129,9 @@ async fn handle(
         instruction: req.instruction,
         deadline_ms: count(req.deadline_ms),
     };
-    let outcome = score(state, job).await?;
+    let mut outcome = score(state, job).await?;
     let headers = outcome.headers();
-    let mut scores = outcome.scores;
+    let mut scores = std::mem::take(&mut outcome.scores);
     sort_ranked(&mut scores);
     scores.truncate(count(req.top_n).unwrap_or(n));
     let body = V2Response {
@@ -139,6 +145,7 @@ async fn handle(
                     relevance_score: s.score,
                     stage,
                     stage_scores,
+                    raw_score: outcome.raw_score(s),
                 }
             })
             .collect(),
@@ -153,6 +160,7 @@ async fn handle(
             },
         },
         cascade: outcome.cascade.as_ref().map(CascadeInfo::new),
+        calibrated: outcome.calibrated.then_some(true),
     };
     Ok((body, headers))
 }
