@@ -136,10 +136,22 @@ fn a_platt_calibration_fitted_on_dev_lowers_test_ece_and_the_server_applies_it()
         file.to_str().unwrap(),
         "--report",
         dir.to_str().unwrap(),
+        "--tune-fusion",
+        "--fusion-output",
+        dir.join("fusion.toml").to_str().unwrap(),
         "--target-precision",
         "0.7",
         "--json",
     ]);
+    let t = &cal["tuned_fusion"];
+    let fit = |k: &str| t["fit_metrics"][k].as_f64().unwrap();
+    assert!(fit("tuned_fusion") >= fit("reranked") - 1e-12, "{t}");
+    assert!(
+        t["held_out_metrics"]["tuned_fusion"].as_f64().is_some(),
+        "{t}"
+    );
+    let fusion = std::fs::read_to_string(dir.join("fusion.toml")).unwrap();
+    assert!(fusion.contains("[first_stage]"), "{fusion}");
     let r = &cal["reliability_check"];
     let html = std::fs::read_to_string(dir.join("calibration.html")).unwrap();
     assert!(

@@ -6,6 +6,8 @@
 use crate::model_spec::ModelArgs;
 use anyhow::{bail, Context, Result};
 use crossrank_eval::datasets::{self, RerankSet};
+use crossrank_eval::metrics::MetricSpec;
+use crossrank_eval::tune::{tune, TunedFusion};
 use crossrank_rank::calibration::{reliability, Calibration, CalibrationFile, Method, FILE_NAME};
 use crossrank_rank::fusion::{calibrate, precision_coverage, wilson_lower, CurvePoint};
 use crossrank_rank::{Ranked, Reranker};
@@ -54,6 +56,13 @@ pub struct Args {
     /// after on the check set) into this directory.
     #[arg(long, requires_all = ["fit", "check"])]
     pub report: Option<PathBuf>,
+    /// Also fit how much of the candidates' given (first-stage) order to keep, as `eval
+    /// --tune-fusion` does: on every other labelled question, reported on the rest.
+    #[arg(long)]
+    pub tune_fusion: bool,
+    /// With --tune-fusion: write the fitted setting as a fusion TOML here.
+    #[arg(long, requires = "tune_fusion")]
+    pub fusion_output: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -125,6 +134,28 @@ fn best(
             Some((score(b), relevant(set, q, b.index)))
         })
         .collect()
+}
+
+/// `eval --tune-fusion`'s fit on the questions with a relevant candidate (their candidates in
+/// the order given, the model's logits), nDCG@10.
+fn tune_fusion(set: &RerankSet, scores: &[Vec<Ranked>]) -> Option<TunedFusion> {
+    let (mut queries, mut logits) = (Vec::new(), Vec::new());
+    for (q, s) in set.queries.iter().zip(scores) {
+        if set
+            .qrels
+            .get(&q.qid)
+            .is_some_and(|j| j.values().any(|&g| g > 0))
+        {
+            queries.push(q);
+            logits.push(s.iter().map(|r| r.logit as f64).collect::<Vec<f64>>());
+        }
+    }
+    let n = queries.iter().map(|q| q.candidates.len()).max()?;
+    let spec = MetricSpec {
+        ks: vec![10],
+        level: 1,
+    };
+    tune(&queries, &logits, &set.qrels, &spec, "ndcg@10", n)
 }
 
 /// Writes `DIR/calibration.html`: the reliability diagrams of `raw` and `cal`.
@@ -209,6 +240,20 @@ pub fn run(args: Args) -> Result<()> {
         None => r.score as f64,
     };
     let questions = best(&dev, &dev_scores, &prob);
+    let tuned = if args.tune_fusion {
+        let t = tune_fusion(&dev, &dev_scores)
+            .context("--tune-fusion needs at least two questions with a relevant candidate")?;
+        if let Some(p) = &args.fusion_output {
+            crate::commands::eval::write_fusion(
+                p,
+                &t,
+                &format!("calibrate --tune-fusion on {}", input.display()),
+            )?;
+        }
+        Some(t)
+    } else {
+        None
+    };
     let curve = precision_coverage(&questions);
     let chosen = calibrate(&questions, args.target_precision, args.confidence_z);
     let (mut check, mut reliability_check, mut check_all) = (None, None, None);
@@ -260,7 +305,7 @@ pub fn run(args: Args) -> Result<()> {
                 "min_score": chosen.as_ref().map(|c| c.threshold), "calibration": chosen, "check": check,
                 "check_with_unanswerable": check_all, "questions_needed": needed, "curve": curve,
                 "fit": fitted.as_ref().map(|(c, path)| serde_json::json!({"calibration": c, "written": path})),
-                "reliability_check": reliability_check})
+                "reliability_check": reliability_check, "tuned_fusion": tuned})
         );
         return Ok(());
     }
@@ -305,6 +350,19 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some((c, path)) = &fitted {
         println!("calibration {c:?} written to {}", path.display());
+    }
+    if let Some(t) = &tuned {
+        println!(
+            "fusion tuned on {} questions: rrf_k {}, reranker weight {:.2}; held-out {} first \
+             stage {:.4}, reranked {:.4}, tuned {:.4}",
+            t.tuned_on,
+            t.setting.rrf_k,
+            t.setting.reranker_weight,
+            t.metric,
+            t.held_out_metrics["first_stage"],
+            t.held_out_metrics["reranked"],
+            t.held_out_metrics["tuned_fusion"],
+        );
     }
     if let Some(r) = &reliability_check {
         println!(

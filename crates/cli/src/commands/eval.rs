@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use crossrank_eval::datasets::{self, RerankSet};
 use crossrank_eval::harness::{comparison_metric, run_eval, EvalOptions};
 use crossrank_eval::metrics::MetricSpec;
+use crossrank_eval::tune::TunedFusion;
 use crossrank_eval::{report, run};
 use crossrank_rank::cascade::is_cascade_spec;
 use crossrank_rank::Reranker;
@@ -316,29 +317,11 @@ pub fn run(args: Args) -> Result<()> {
     })?;
     bar.finish_and_clear();
     if let (Some(path), Some(t)) = (&args.fusion_output, &result.tuned_fusion) {
-        let fusion = crossrank_rank::fusion::FusionConfig {
-            first_stage: Some(t.setting),
-            ..Default::default()
-        };
-        let text = format!(
-            "# crossrank eval --tune-fusion on {} ({} queries fitted, {} held out: {} {:.4} \
-             tuned vs {:.4} reranked)\n{}",
-            result.dataset,
-            t.tuned_on,
-            t.held_out,
-            t.metric,
-            t.held_out_metrics
-                .get("tuned_fusion")
-                .copied()
-                .unwrap_or(f64::NAN),
-            t.held_out_metrics
-                .get("reranked")
-                .copied()
-                .unwrap_or(f64::NAN),
-            toml::to_string(&fusion)?
-        );
-        write(path, &text)?;
-        eprintln!("fusion written to {}", path.display());
+        write_fusion(
+            path,
+            t,
+            &format!("eval --tune-fusion on {}", result.dataset),
+        )?;
     }
     if let Some(dir) = &args.run_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -370,6 +353,28 @@ pub fn run(args: Args) -> Result<()> {
             println!("\nreport: {}", dir.join("report.html").display());
         }
     }
+    Ok(())
+}
+
+/// Writes a tuned fusion as a fusion TOML (`[first_stage]`) for `search --fusion` and
+/// `serve --fusion`, with a comment saying where it came from and how it did.
+pub(crate) fn write_fusion(path: &Path, t: &TunedFusion, what: &str) -> Result<()> {
+    let fusion = crossrank_rank::fusion::FusionConfig {
+        first_stage: Some(t.setting),
+        ..Default::default()
+    };
+    let held = |k: &str| t.held_out_metrics.get(k).copied().unwrap_or(f64::NAN);
+    let text = format!(
+        "# crossrank {what} ({} queries fitted, {} held out: {} {:.4} tuned vs {:.4} reranked)\n{}",
+        t.tuned_on,
+        t.held_out,
+        t.metric,
+        held("tuned_fusion"),
+        held("reranked"),
+        toml::to_string(&fusion)?
+    );
+    write(path, &text)?;
+    eprintln!("fusion written to {}", path.display());
     Ok(())
 }
 
