@@ -13,6 +13,20 @@ pub enum ChunkUnit<'a> {
     Tokens(&'a PairTokenizer),
 }
 
+/// Every document of an upload split as [`chunk`] does, in order.
+pub fn chunk_all(
+    docs: &[DocInput],
+    size: usize,
+    overlap: usize,
+    unit: ChunkUnit,
+) -> Result<Vec<DocInput>> {
+    let mut out = Vec::with_capacity(docs.len());
+    for d in docs {
+        out.extend(chunk(d, size, overlap, unit)?);
+    }
+    Ok(out)
+}
+
 /// Splits a text into chunks of at most `size` units (words, or model tokens) with about
 /// `overlap` units shared by neighbours, never splitting a word (a single word longer than
 /// `size` tokens becomes a chunk of its own). Chunks are slices of the original text and keep

@@ -17,7 +17,7 @@ mod retrieval;
 #[cfg(test)]
 mod tests;
 
-pub use chunk::{chunk, ChunkUnit};
+pub use chunk::{chunk, chunk_all, ChunkUnit};
 use crossrank_engine::vectors::{f32s_from_le, f32s_to_le};
 use crossrank_engine::BiEncoder;
 pub use docs::{parse_date, validate, DocInput, Manifest, StoredDoc};
@@ -445,11 +445,7 @@ impl Collection {
         size: usize,
         overlap: usize,
     ) -> Result<Vec<DocInput>> {
-        let mut out = Vec::with_capacity(docs.len());
-        for d in docs {
-            out.extend(chunk(d, size, overlap, self.chunk_unit())?);
-        }
-        Ok(out)
+        chunk_all(docs, size, overlap, self.chunk_unit())
     }
 
     /// The collection directory.

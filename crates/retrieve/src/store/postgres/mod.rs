@@ -23,7 +23,7 @@ mod schema;
 mod search;
 
 use super::{CollectionStore, StoreStats, Upserted};
-use crate::collection::{chunk, valid_name, validate, ChunkUnit, DocInput};
+use crate::collection::{chunk_all, valid_name, validate, ChunkUnit, DocInput};
 use crate::embedders::Embedders;
 use crate::pipeline::{Candidates, SearchRequest};
 use crate::{Result, RetrieveError};
@@ -535,11 +535,7 @@ impl CollectionStore for PgStore {
                     Some(e) => ChunkUnit::Tokens(e.tokenizer()),
                     None => ChunkUnit::Words,
                 };
-                let mut out = Vec::with_capacity(docs.len());
-                for d in docs {
-                    out.extend(chunk(d, tokens, overlap, unit)?);
-                }
-                chunked = out;
+                chunked = chunk_all(docs, tokens, overlap, unit)?;
                 &chunked[..]
             }
             None => docs,
