@@ -149,7 +149,7 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
         };
         let (mut tokens, mut timings) = (0, None);
         if !todo.is_empty() {
-            let fresh = self.score_inner(query, documents, &todo, opts)?;
+            let fresh = self.score_inner(query, documents, &keys, &todo, opts)?;
             tokens = fresh.tokens;
             timings = fresh.timings;
             for (t, &i) in todo.iter().enumerate() {
@@ -168,7 +168,7 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
             }
         }
         if !retry.is_empty() {
-            let fresh = self.score_inner(query, documents, &retry, opts)?;
+            let fresh = self.score_inner(query, documents, &keys, &retry, opts)?;
             tokens += fresh.tokens;
             for (t, &i) in retry.iter().enumerate() {
                 values.insert(keys[i], fresh.values[t]);
@@ -201,11 +201,12 @@ impl<R: Reranker> Reranker for CachedReranker<R> {
 
 impl<R: Reranker> CachedReranker<R> {
     /// Scores `documents[i]` for each `i` of `which` with the wrapped reranker and stores
-    /// them.
+    /// them under their `keys[i]`.
     fn score_inner(
         &self,
         query: &str,
         documents: &[&str],
+        keys: &[u128],
         which: &[usize],
         opts: &ScoreOptions,
     ) -> Result<Fresh, RankError> {
@@ -224,10 +225,9 @@ impl<R: Reranker> CachedReranker<R> {
                 *v = (r.score, r.logit);
             }
         }
-        let request = self.request_hashers(opts, query);
         let mut cache = self.lock();
-        for (t, d) in docs.iter().enumerate() {
-            cache.put(key(&request, d), values[t]);
+        for (t, &i) in which.iter().enumerate() {
+            cache.put(keys[i], values[t]);
         }
         Ok(Fresh {
             values,
@@ -235,7 +235,9 @@ impl<R: Reranker> CachedReranker<R> {
             timings: scored.timings,
         })
     }
+}
 
+impl<R> CachedReranker<R> {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Arc<Pending>>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -292,14 +294,16 @@ struct Owned<'a, R> {
 impl<R> Owned<'_, R> {
     /// Publishes the scores of every owned key (from `values`) and forgets them.
     fn finish(&mut self, values: &HashMap<u128, (f32, f32)>) {
-        let mut inflight = self
-            .cache
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        self.release(|k| values.get(k).copied());
+    }
+
+    /// Takes every owned key out of the in-flight map and gives its waiters `value(key)`
+    /// (None: failed).
+    fn release(&mut self, value: impl Fn(&u128) -> Option<(f32, f32)>) {
+        let mut inflight = self.cache.inflight();
         for k in self.keys.drain(..) {
             if let Some(p) = inflight.remove(&k) {
-                p.set(values.get(&k).copied());
+                p.set(value(&k));
             }
         }
     }
@@ -307,16 +311,7 @@ impl<R> Owned<'_, R> {
 
 impl<R> Drop for Owned<'_, R> {
     fn drop(&mut self) {
-        let mut inflight = self
-            .cache
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for k in self.keys.drain(..) {
-            if let Some(p) = inflight.remove(&k) {
-                p.set(None);
-            }
-        }
+        self.release(|_| None);
     }
 }
 
