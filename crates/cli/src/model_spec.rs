@@ -164,7 +164,10 @@ impl ModelArgs {
             None => CalibrationFile::beside(&self.dir()?)?,
         };
         Ok(match file {
-            Some(f) => Box::new(Calibrated::new(raw, f.calibration)),
+            Some(f) => Box::new(Calibrated::new(
+                Arc::<dyn Reranker>::from(raw),
+                f.calibration,
+            )),
             None => raw,
         })
     }

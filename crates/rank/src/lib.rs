@@ -254,24 +254,6 @@ impl<T: Reranker + ?Sized> Reranker for Arc<T> {
     }
 }
 
-/// A boxed reranker is a reranker (the CLI builds them by spec).
-impl<T: Reranker + ?Sized> Reranker for Box<T> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn score_kind(&self) -> ScoreKind {
-        (**self).score_kind()
-    }
-    fn score_detailed(
-        &self,
-        query: &str,
-        documents: &[&str],
-        opts: &ScoreOptions,
-    ) -> Result<Scored, RankError> {
-        (**self).score_detailed(query, documents, opts)
-    }
-}
-
 /// Sorts by score descending, then by input index; NaN last.
 pub fn sort_ranked(ranked: &mut [Ranked]) {
     ranked.sort_by(|a, b| {

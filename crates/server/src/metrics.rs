@@ -66,6 +66,7 @@ impl Histogram {
     }
 }
 
+#[derive(Default)]
 struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
@@ -91,38 +92,9 @@ struct Inner {
 }
 
 /// The server's metrics.
+#[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            inner: Mutex::new(Inner {
-                requests: BTreeMap::new(),
-                latency: BTreeMap::new(),
-                queue_time: BTreeMap::new(),
-                batch_pairs: BTreeMap::new(),
-                batch_tokens: BTreeMap::new(),
-                tokens: BTreeMap::new(),
-                queue_depth: BTreeMap::new(),
-                predicted_wait: BTreeMap::new(),
-                throughput: BTreeMap::new(),
-                refused: BTreeMap::new(),
-                failed_batches: BTreeMap::new(),
-                cascade_final: BTreeMap::new(),
-                cascade_cut: BTreeMap::new(),
-                request_documents: BTreeMap::new(),
-                scores: BTreeMap::new(),
-                pair_tokens: BTreeMap::new(),
-                documents: BTreeMap::new(),
-                pairs: BTreeMap::new(),
-                full_window: BTreeMap::new(),
-                searches: BTreeMap::new(),
-                abstentions: BTreeMap::new(),
-            }),
-        }
-    }
 }
 
 impl Metrics {

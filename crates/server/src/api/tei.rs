@@ -3,7 +3,7 @@
 //! [`TeiRequest`] -> `[`[`TeiRank`]`]` sorted by score, best first.
 
 use super::json_body;
-use super::wire::{count, parse, stage_of, Count, ErrorBody};
+use super::wire::{count, parse, Count, ErrorBody, ResultExtras};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
 use crate::state::AppState;
@@ -64,15 +64,9 @@ pub struct TeiRank {
     /// The text, with `return_text`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-    /// Cascades: the stage that placed this result (1 = the first).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<usize>,
-    /// Cascades: each stage's score of this text, first first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage_scores: Option<Vec<f32>>,
-    /// Calibrated models: the model's own probability (the score is calibrated).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_score: Option<f32>,
+    /// Cascade stage and scores, the uncalibrated score (when they apply).
+    #[serde(flatten)]
+    pub extras: ResultExtras,
 }
 
 /// Scores `texts` against `query`.
@@ -126,16 +120,11 @@ async fn handle(
     sort_ranked(&mut out);
     let ranks = out
         .iter()
-        .map(|s| {
-            let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
-            TeiRank {
-                index: s.index,
-                score: if raw { s.logit } else { s.score },
-                text: texts.get(s.index).cloned(),
-                stage,
-                stage_scores,
-                raw_score: outcome.raw_score(s),
-            }
+        .map(|s| TeiRank {
+            index: s.index,
+            score: if raw { s.logit } else { s.score },
+            text: texts.get(s.index).cloned(),
+            extras: ResultExtras::of(&outcome, s),
         })
         .collect();
     Ok((ranks, headers))

@@ -4,7 +4,9 @@
 //!
 //! [`V1Request`] -> [`V1Response`].
 
-use super::wire::{count, parse, stage_of, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody};
+use super::wire::{
+    count, parse, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody, ResultExtras,
+};
 use super::{json_body, request_id, search_units};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
@@ -64,15 +66,9 @@ pub struct V1Result {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub document: Option<Value>,
-    /// Cascades: the stage that placed this result (1 = the first).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<usize>,
-    /// Cascades: each stage's score of this document, first first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage_scores: Option<Vec<f32>>,
-    /// Calibrated models: the model's own probability (the score is calibrated).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_score: Option<f32>,
+    /// Cascade stage and scores, the uncalibrated score (when they apply).
+    #[serde(flatten)]
+    pub extras: ResultExtras,
 }
 
 /// Tokens scored, as Jina and Voyage report them.
@@ -220,19 +216,14 @@ async fn handle(
     let docs = req.documents;
     let results: Vec<V1Result> = scores
         .iter()
-        .map(|s| {
-            let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
-            V1Result {
-                index: s.index,
-                relevance_score: s.score,
-                document: return_documents.then(|| match &docs[s.index] {
-                    Value::String(t) => json!({"text": t}),
-                    other => other.clone(),
-                }),
-                stage,
-                stage_scores,
-                raw_score: outcome.raw_score(s),
-            }
+        .map(|s| V1Result {
+            index: s.index,
+            relevance_score: s.score,
+            document: return_documents.then(|| match &docs[s.index] {
+                Value::String(t) => json!({"text": t}),
+                other => other.clone(),
+            }),
+            extras: ResultExtras::of(&outcome, s),
         })
         .collect();
     let body = V1Response {

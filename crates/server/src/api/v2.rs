@@ -1,7 +1,9 @@
 //! Cohere v2: `POST /v2/rerank`, [`V2Request`] -> [`V2Response`].
 
 use super::v1::{document_texts, DEFAULT_MAX_CHUNKS, DEFAULT_MAX_TOKENS};
-use super::wire::{count, parse, stage_of, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody};
+use super::wire::{
+    count, parse, ApiVersion, BilledUnits, CascadeInfo, Count, ErrorBody, ResultExtras,
+};
 use super::{json_body, request_id, search_units};
 use crate::core::{rerank as score, LongDocs, RerankJob};
 use crate::errors::{ApiError, Dialect};
@@ -45,15 +47,9 @@ pub struct V2Result {
     pub index: usize,
     /// Relevance probability in [0, 1].
     pub relevance_score: f32,
-    /// Cascades: the stage that placed this result (1 = the first).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage: Option<usize>,
-    /// Cascades: each stage's score of this document, first first.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stage_scores: Option<Vec<f32>>,
-    /// Calibrated models: the model's own probability (the score is calibrated).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw_score: Option<f32>,
+    /// Cascade stage and scores, the uncalibrated score (when they apply).
+    #[serde(flatten)]
+    pub extras: ResultExtras,
 }
 
 /// Tokens of the request.
@@ -138,15 +134,10 @@ async fn handle(
         id: request_id(),
         results: scores
             .iter()
-            .map(|s| {
-                let (stage, stage_scores) = stage_of(outcome.cascade.as_ref(), s.index);
-                V2Result {
-                    index: s.index,
-                    relevance_score: s.score,
-                    stage,
-                    stage_scores,
-                    raw_score: outcome.raw_score(s),
-                }
+            .map(|s| V2Result {
+                index: s.index,
+                relevance_score: s.score,
+                extras: ResultExtras::of(&outcome, s),
             })
             .collect(),
         meta: V2Meta {

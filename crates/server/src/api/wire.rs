@@ -1,8 +1,10 @@
 //! What the dialects share on the wire: typed request parsing whose errors name the field, the
 //! positive count type, and the pieces of Cohere-style responses.
 
+use crate::core::RerankOutcome;
 use crate::errors::ApiError;
 use crossrank_rank::cascade::CascadeReport;
+use crossrank_rank::Ranked;
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -161,12 +163,30 @@ impl CascadeInfo {
     }
 }
 
-/// A result's cascade fields: the stage that placed it (1 = first) and each stage's score of
-/// it, first first; `(None, None)` for other models.
-pub fn stage_of(r: Option<&CascadeReport>, index: usize) -> (Option<usize>, Option<Vec<f32>>) {
-    match r.and_then(|r| r.scores.get(index)) {
-        Some(s) => (Some(s.len()), Some(s.clone())),
-        None => (None, None),
+/// What a result may carry beside its score, the same in every dialect (crossrank
+/// extensions, absent for models they do not concern).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct ResultExtras {
+    /// Cascades: the stage that placed this result (1 = the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    /// Cascades: each stage's score of this document, first first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_scores: Option<Vec<f32>>,
+    /// Calibrated models: the model's own probability (the score is calibrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_score: Option<f32>,
+}
+
+impl ResultExtras {
+    /// The extras of result `r` of `outcome`.
+    pub fn of(outcome: &RerankOutcome, r: &Ranked) -> Self {
+        let stages = outcome.cascade.as_ref().and_then(|c| c.scores.get(r.index));
+        ResultExtras {
+            stage: stages.map(Vec::len),
+            stage_scores: stages.cloned(),
+            raw_score: outcome.raw_score(r),
+        }
     }
 }
 
