@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, Quantize, Template};
+use crossrank_engine::{
+    resolve_model, CrossEncoder, CrossEncoderOptions, Device, Dtype, Quantize, Template,
+};
 use crossrank_rank::calibration::{Calibrated, CalibrationFile};
 use crossrank_rank::cascade::{is_cascade_spec, Cascade, CascadeSpec};
 use crossrank_rank::hosted::{is_hosted_spec, HostedOptions, HostedReranker};
@@ -43,6 +45,14 @@ pub struct ModelArgs {
     /// Precision of the linear layers: none (fp32, reference scores) or int8 (faster).
     #[arg(long, value_enum, default_value_t = QuantizeArg::None)]
     pub quantize: QuantizeArg,
+    /// Where the model runs: cpu, cuda (the first GPU), cuda:N, or auto (default: a GPU when a
+    /// CUDA driver, a device and the model's architecture allow it, else the CPU).
+    #[arg(long)]
+    pub device: Option<Device>,
+    /// GEMM precision on a GPU: f32, f16 or bf16 (default bf16); the CPU runs f32 (see
+    /// --quantize).
+    #[arg(long)]
+    pub dtype: Option<Dtype>,
     /// Prompt template of a decoder reranker (default: found from the checkpoint).
     #[arg(long, value_enum)]
     pub template: Option<TemplateArg>,
@@ -291,9 +301,16 @@ impl ModelArgs {
             max_batch_pairs: self.batch_size,
             quantize: self.quantize.into(),
             template: self.template.map(Template::from),
+            device: self.device.unwrap_or_default(),
+            dtype: self.dtype,
             ..Default::default()
         };
-        CrossEncoder::load(&dir, options)
-            .with_context(|| format!("loading model {}", dir.display()))
+        let model = CrossEncoder::load(&dir, options)
+            .with_context(|| format!("loading model {}", dir.display()))?;
+        // Say where an explicit --device put the model (auto's choice, or the GPU taken).
+        if let (Some(_), Some(note)) = (self.device, model.device_note()) {
+            eprintln!("{note}");
+        }
+        Ok(model)
     }
 }

@@ -210,6 +210,51 @@ fn models_lists_default_and_given() {
 }
 
 #[test]
+fn device_flags_on_a_host_without_a_gpu() {
+    if let Ok(g) = crossrank_engine::backend::cuda::probe(0) {
+        eprintln!("SKIPPED: this host has a GPU ({})", g.name);
+        return;
+    }
+    let rows = jsonl(&shared().join("fixtures/minilm-l6-rerank.pairs.jsonl"));
+    let dir = temp_dir("device");
+    let file = pairs_file(&dir, &rows[..4]);
+    let f = file.to_str().unwrap();
+    // An explicit GPU that is not there: exit 1 at once, saying what is missing.
+    let e = fails(&["score", "--pairs", f, "--device", "cuda"], None);
+    assert!(e.contains("--device cuda:0: no CUDA driver"), "{e}");
+    let e = fails(
+        &["score", "--pairs", f, "--dtype", "f16", "--device", "cpu"],
+        None,
+    );
+    assert!(e.contains("--dtype f16 runs on a GPU only"), "{e}");
+    // auto: the CPU's scores, and a line on stderr saying why.
+    let plain = stdout(&crossrank_with(&["score", "--pairs", f], None, &[]));
+    let ran = crossrank_with(&["score", "--pairs", f, "--device", "auto"], None, &[]);
+    assert_eq!(stdout(&ran), plain);
+    let err = String::from_utf8_lossy(&ran.1.stderr).to_string();
+    assert!(err.contains("device auto: cpu (no CUDA driver"), "{err}");
+    // A device name that is not one: a usage error (exit 2) listing the choices.
+    let e = crossrank()
+        .args(["score", "--pairs", f, "--device", "tpu"])
+        .fails(2);
+    assert!(e.contains("cpu, cuda, cuda:N or auto"), "{e}");
+    // `models` says there is no GPU, and where each model runs.
+    let out: Value =
+        serde_json::from_str(&stdout(&crossrank_with(&["models", "--json"], None, &[]))).unwrap();
+    assert_eq!(out["gpu"]["device"], Value::Null);
+    assert!(
+        out["gpu"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("no CUDA driver"),
+        "{}",
+        out["gpu"]
+    );
+    assert_eq!(out["models"][0]["device"], "cpu");
+    assert_eq!(out["models"][0]["dtype"], "f32");
+}
+
+#[test]
 fn bad_inputs_fail_with_messages_naming_the_problem() {
     let dir = temp_dir("errors");
     let ok = dir.join("ok.jsonl");

@@ -496,6 +496,12 @@ fn info_metrics_openapi_and_a_thousand_documents() {
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["models"][0]["name"], "minilm-l6-rerank");
     assert_eq!(info["limits"]["max_documents"], 10_000);
+    // CI has no GPU: the default device (auto) put the model on the CPU, in f32.
+    if crossrank_engine::backend::cuda::probe(0).is_err() {
+        assert_eq!(info["models"][0]["device"], "cpu");
+        assert_eq!(info["models"][0]["dtype"], "f32");
+        assert_eq!(info["models"][0]["device_memory_bytes"], Value::Null);
+    }
     let (_, metrics) = srv.get("/metrics");
     assert!(
         metrics.contains("crossrank_requests_total{route=\"/v1/rerank\",status=\"200\"} 1"),

@@ -1,7 +1,9 @@
 //! The public cross-encoder: load a model directory, score (query, passage) pairs.
 
-use crate::backend::{batches, Backend, CpuBackend};
+use crate::backend::cuda::CudaBackend;
+use crate::backend::{batches, place, Backend, CpuBackend, Placement};
 use crate::config::ModelConfig;
+use crate::device::{Device, Dtype};
 use crate::error::{EngineError, Result};
 use crate::models::blocks::Act;
 use crate::models::encoder::{PackedBatch, Quantize};
@@ -29,6 +31,10 @@ pub struct CrossEncoderOptions {
     pub quantize: Quantize,
     /// Prompt template of a decoder reranker; None: found from the checkpoint.
     pub template: Option<Template>,
+    /// Where to run: cpu, cuda:N or auto (the default: a GPU when one is usable).
+    pub device: Device,
+    /// GEMM operand type on a GPU (default bf16); the CPU runs f32 only.
+    pub dtype: Option<Dtype>,
 }
 
 impl Default for CrossEncoderOptions {
@@ -40,6 +46,8 @@ impl Default for CrossEncoderOptions {
             max_batch_pairs: None,
             quantize: Quantize::None,
             template: None,
+            device: Device::Auto,
+            dtype: None,
         }
     }
 }
@@ -65,6 +73,7 @@ pub struct CrossEncoder {
     prompter: Option<Prompter>,
     activation: ScoreActivation,
     batch: Mutex<PackedBatch>,
+    device_note: Option<String>,
 }
 
 /// How a pair's logits become its score.
@@ -183,9 +192,13 @@ impl CrossEncoder {
                 )))
             }
         };
+        let placement = place(
+            options.device,
+            options.dtype,
+            config.architecture,
+            options.quantize,
+        )?;
         let weights = Weights::from_dir(dir)?;
-        let model = SequenceClassifier::load(&config, &weights, options.quantize, head)?;
-        drop(weights);
         let threads = options.threads.filter(|&t| t > 0).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -198,16 +211,47 @@ impl CrossEncoder {
                 .build()
                 .map_err(|e| EngineError::InvalidOption(format!("thread pool: {e}")))?,
         );
+        let (gpu, mut device_note) = match placement {
+            Placement::Cuda { info, dtype } => {
+                match CudaBackend::load(&config, &weights, info, dtype) {
+                    Ok(b) => (Some(b), None),
+                    // `auto` falls back to the CPU when the GPU cannot take the model.
+                    Err(e) if options.device == Device::Auto => {
+                        (None, Some(format!("device auto: cpu ({e})")))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Placement::Cpu { note } => (None, note),
+        };
+        let backend: Box<dyn Backend> = match gpu {
+            Some(b) => Box::new(b),
+            None => {
+                let model = SequenceClassifier::load(&config, &weights, options.quantize, head)?;
+                Box::new(CpuBackend::new(model, pool.clone()))
+            }
+        };
+        drop(weights);
+        if let (true, None) = (backend.device() != "cpu", &device_note) {
+            device_note = Some(format!(
+                "device {}: {} ({}, {})",
+                options.device,
+                backend.device(),
+                backend.device_name(),
+                backend.dtype()
+            ));
+        }
         Ok(CrossEncoder {
             dir: dir.to_path_buf(),
             config: config.clone(),
-            backend: Box::new(CpuBackend::new(model, pool.clone())),
+            backend,
             tokenizer,
             pool,
             options,
             prompter,
             activation,
             batch: Mutex::new(PackedBatch::default()),
+            device_note,
         })
     }
 
@@ -224,6 +268,27 @@ impl CrossEncoder {
     /// The device the forward passes run on ("cpu").
     pub fn device(&self) -> String {
         self.backend.device()
+    }
+
+    /// The device's own name (the GPU's model, or "cpu").
+    pub fn device_name(&self) -> String {
+        self.backend.device_name()
+    }
+
+    /// The GEMM operand type the backend computes with.
+    pub fn dtype(&self) -> Dtype {
+        self.backend.dtype()
+    }
+
+    /// Device memory the model holds, where the device has its own (a GPU).
+    pub fn device_memory(&self) -> Option<usize> {
+        self.backend.memory_bytes()
+    }
+
+    /// What `--device` chose and why, when it was not simply the CPU asked for: a GPU taken
+    /// ("device auto: cuda:0 (NVIDIA H200, bf16)") or `auto` falling back to the CPU.
+    pub fn device_note(&self) -> Option<&str> {
+        self.device_note.as_deref()
     }
 
     /// The truncation length in use.

@@ -77,6 +77,10 @@ pub enum EngineError {
     /// A model id could not be resolved to a local directory.
     #[error("{0}")]
     Resolve(String),
+    /// The requested device cannot be used (no driver, no GPU, a library missing, a kernel
+    /// that failed), or a model cannot run on it.
+    #[error("device: {0}")]
+    Device(String),
     /// An option is out of range.
     #[error("invalid option: {0}")]
     InvalidOption(String),

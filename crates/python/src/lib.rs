@@ -6,7 +6,9 @@
 //! rest of the program; errors are `FileNotFoundError` (no such model) and `ValueError`
 //! (anything the engine refuses), carrying the engine's message.
 
-use crossrank_engine::{resolve_model, CrossEncoder, CrossEncoderOptions, EngineError, Quantize};
+use crossrank_engine::{
+    resolve_model, CrossEncoder, CrossEncoderOptions, Device, Dtype, EngineError, Quantize,
+};
 use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 
@@ -29,7 +31,8 @@ struct Model {
 impl Model {
     /// Loads `path` (a model directory or a cached hub id).
     #[new]
-    #[pyo3(signature = (path, max_length=None, quantize=None, threads=None, instruction=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    #[pyo3(signature = (path, max_length=None, quantize=None, threads=None, instruction=None, device=None, dtype=None))]
     fn new(
         py: Python<'_>,
         path: &str,
@@ -37,7 +40,16 @@ impl Model {
         quantize: Option<&str>,
         threads: Option<usize>,
         instruction: Option<String>,
+        device: Option<&str>,
+        dtype: Option<&str>,
     ) -> PyResult<Self> {
+        let device = match device {
+            None => Device::Auto,
+            Some(d) => d.parse::<Device>().map_err(PyValueError::new_err)?,
+        };
+        let dtype = dtype
+            .map(|d| d.parse::<Dtype>().map_err(PyValueError::new_err))
+            .transpose()?;
         let quantize = match quantize {
             None | Some("none") => Quantize::None,
             Some("int8") => Quantize::Int8,
@@ -54,6 +66,8 @@ impl Model {
             max_length,
             threads,
             quantize,
+            device,
+            dtype,
             ..Default::default()
         };
         let inner = py.allow_threads(|| -> Result<CrossEncoder, EngineError> {
@@ -110,6 +124,12 @@ impl Model {
     #[getter]
     fn device(&self) -> String {
         self.inner.device()
+    }
+
+    /// The GEMM precision it runs in ("f32", "f16", "bf16").
+    #[getter]
+    fn dtype(&self) -> String {
+        self.inner.dtype().name().to_string()
     }
 
     /// Threads of its pool.

@@ -5,6 +5,7 @@ thread safety. Parity is against the fixtures, never against our own output."""
 import json
 import math
 import os
+import shutil
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -148,8 +149,13 @@ def test_errors_are_python_exceptions_with_the_engines_message():
         CrossEncoder("/nonexistent/model")
     with pytest.raises(ValueError, match="quantize"):
         CrossEncoder(str(FIXTURES / "tiny-bert-1label"), quantize="int4")
-    with pytest.raises(ValueError, match="cpu"):
-        CrossEncoder(str(FIXTURES / "tiny-bert-1label"), device="cuda")
+    with pytest.raises(ValueError, match="cpu, cuda, cuda:N or auto"):
+        CrossEncoder(str(FIXTURES / "tiny-bert-1label"), device="tpu")
+    with pytest.raises(ValueError, match="runs on a GPU only"):
+        CrossEncoder(str(FIXTURES / "tiny-bert-1label"), device="cpu", dtype="bf16")
+    if shutil.which("nvidia-smi") is None:  # CI: no GPU, so an explicit cuda is refused
+        with pytest.raises(ValueError, match="no CUDA driver"):
+            CrossEncoder(str(FIXTURES / "tiny-bert-1label"), device="cuda")
     with pytest.raises(ValueError, match="max_length"):
         CrossEncoder(str(FIXTURES / "tiny-bert-1label"), max_length=0)
     model = CrossEncoder(str(FIXTURES / "tiny-bert-1label"))

@@ -1,6 +1,6 @@
 //! Server configuration: a TOML file and/or command-line flags, every field with a default.
 
-use crossrank_engine::Quantize;
+use crossrank_engine::{Device, Dtype, Quantize};
 use serde::{Deserialize, Serialize};
 
 /// One model served under a name.
@@ -21,6 +21,12 @@ pub struct ModelEntry {
     /// model directory, when there is one; "none" turns it off).
     #[serde(default)]
     pub calibration: Option<String>,
+    /// Where the model runs: "cpu", "cuda", "cuda:N" or "auto" (default: a GPU when usable).
+    #[serde(default)]
+    pub device: Device,
+    /// GEMM precision on a GPU: "f32", "f16" or "bf16" (default bf16; the CPU runs f32).
+    #[serde(default)]
+    pub dtype: Option<Dtype>,
 }
 
 /// Everything `crossrank serve` can be told.
@@ -185,6 +191,18 @@ mod tests {
         assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.max_documents, 10_000);
         assert_eq!(c.models[0].quantize, Quantize::Int8);
+        assert_eq!(c.models[0].device, Device::Auto);
+        assert_eq!(c.models[0].dtype, None);
+        let g = ServerConfig::from_toml(
+            "[[models]]\nname = \"g\"\nmodel = \"m\"\ndevice = \"cuda:1\"\ndtype = \"f16\"\n",
+        )
+        .unwrap();
+        assert_eq!(g.models[0].device, Device::Cuda(1));
+        assert_eq!(g.models[0].dtype, Some(Dtype::F16));
+        let e =
+            ServerConfig::from_toml("[[models]]\nname = \"g\"\nmodel = \"m\"\ndevice = \"gpu9\"\n")
+                .unwrap_err();
+        assert!(e.contains("cpu, cuda, cuda:N or auto"), "{e}");
         assert!(ServerConfig::from_toml("prot = 1")
             .unwrap_err()
             .contains("prot"));

@@ -148,6 +148,8 @@ impl AppState {
                 threads: config.threads,
                 max_batch_tokens: config.max_batch_tokens,
                 quantize: entry.quantize,
+                device: entry.device,
+                dtype: entry.dtype,
                 ..Default::default()
             };
             let model = Arc::new(CrossEncoder::load(&dir, options).map_err(err)?);

@@ -70,21 +70,30 @@ pub fn run(args: Args) -> Result<()> {
     let (median, p95) = (percentile(&ms, 0.5), percentile(&ms, 0.95));
     let clock = args.clock_ghz.or_else(cpu_clock_ghz).unwrap_or(2.5);
     let threads = model.threads();
+    let on_cpu = model.device() == "cpu";
     let per_cycle = peak::nominal_flop_per_cycle();
     let nominal_peak = threads as f64 * per_cycle * clock;
-    let measured_peak = threads as f64 * peak::measured_peak_gflops();
+    // The CPU peaks mean nothing for a GPU run (and the measuring loop takes a moment).
+    let measured_peak = if on_cpu {
+        threads as f64 * peak::measured_peak_gflops()
+    } else {
+        f64::NAN
+    };
     // Achieved rate counts the FLOPs actually executed.
     let gflops = executed / 1e9 / (median / 1000.0);
+    let cpu_only = |v: f64| on_cpu.then_some(v);
     let report = serde_json::json!({
         "engine": "crossrank", "quantize": crossrank_engine::Quantize::from(args.model.quantize).name(), "model": model.dir().display().to_string(), "workload": name,
+        "device": model.device(), "device_name": model.device_name(), "dtype": model.dtype().name(),
+        "device_memory_bytes": model.device_memory(),
         "isa": crossrank_engine::kernels::isa().name(), "threads": threads, "pairs": pairs.len(),
         "tokens": tokens, "model_gflop_per_request": flops / 1e9,
         "executed_gflop_per_request": executed / 1e9, "repeat": args.repeat,
         "median_ms": median, "p95_ms": p95, "pairs_per_s": pairs.len() as f64 / (median / 1000.0),
         "tokens_per_s": tokens as f64 / (median / 1000.0), "gflop_per_s": gflops,
-        "clock_ghz": clock, "nominal_peak_gflop_per_s": nominal_peak,
-        "fraction_of_nominal_peak": gflops / nominal_peak,
-        "measured_peak_gflop_per_s": measured_peak, "fraction_of_measured_peak": gflops / measured_peak,
+        "clock_ghz": cpu_only(clock), "nominal_peak_gflop_per_s": cpu_only(nominal_peak),
+        "fraction_of_nominal_peak": cpu_only(gflops / nominal_peak),
+        "measured_peak_gflop_per_s": cpu_only(measured_peak), "fraction_of_measured_peak": cpu_only(gflops / measured_peak),
     });
     if args.json {
         println!("{report}");
@@ -96,6 +105,12 @@ pub fn run(args: Args) -> Result<()> {
             executed / 1e9
         );
         let kernels = match args.model.quantize {
+            _ if !on_cpu => format!(
+                "{}, {} ({})",
+                model.dtype(),
+                model.device(),
+                model.device_name()
+            ),
             QuantizeArg::None => {
                 format!("fp32, {} kernels", crossrank_engine::kernels::isa().name())
             }
@@ -108,7 +123,11 @@ pub fn run(args: Args) -> Result<()> {
                 }
             ),
         };
-        println!("engine     crossrank {kernels}, {threads} thread(s)");
+        if on_cpu {
+            println!("engine     crossrank {kernels}, {threads} thread(s)");
+        } else {
+            println!("engine     crossrank {kernels}");
+        }
         println!(
             "latency    median {median:.1} ms, p95 {p95:.1} ms over {} requests",
             args.repeat
@@ -118,6 +137,10 @@ pub fn run(args: Args) -> Result<()> {
             pairs.len() as f64 / (median / 1000.0),
             tokens as f64 / (median / 1000.0)
         );
+        if !on_cpu {
+            println!("compute    {gflops:.1} GFLOP/s");
+            return Ok(());
+        }
         println!(
             "compute    {gflops:.1} GFLOP/s = {:.1}% of the measured FP32 FMA peak ({measured_peak:.0} GFLOP/s on {threads} core(s)); {:.1}% of the nominal {nominal_peak:.0} GFLOP/s = {threads} x {per_cycle} FLOP/cycle x {clock:.2} GHz",
             100.0 * gflops / measured_peak,

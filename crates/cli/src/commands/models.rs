@@ -2,6 +2,7 @@
 
 use crate::model_spec::default_model_dir;
 use anyhow::Result;
+use crossrank_engine::backend::cuda;
 use crossrank_engine::resolve::{cached_models, hf_cache_dir};
 use crossrank_engine::{resolve_model, ModelConfig, Template};
 use std::path::Path;
@@ -17,7 +18,17 @@ pub struct Args {
     pub json: bool,
 }
 
-fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
+/// The GPU `--device auto` would take, or why there is none.
+fn gpu() -> Result<cuda::GpuInfo, String> {
+    cuda::probe(0)
+}
+
+fn describe(
+    source: &str,
+    name: &str,
+    dir: &Path,
+    gpu: &Result<cuda::GpuInfo, String>,
+) -> serde_json::Value {
     match ModelConfig::from_file(&dir.join("config.json")) {
         Ok(c) => {
             let template = Template::detect(dir, &c);
@@ -27,6 +38,13 @@ fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
                 .and_then(|t| t.answer_tokens())
                 .filter(|_| c.causal_lm);
             let chain = dir.join("modules.json").is_file() && !c.has_classifier;
+            // Where `--device auto` (the default) runs it, and in what precision.
+            let on_gpu = gpu.is_ok() && cuda::supports(c.architecture);
+            let (device, dtype) = if on_gpu {
+                ("cuda:0", "bf16")
+            } else {
+                ("cpu", "f32")
+            };
             serde_json::json!({
                 "source": source, "name": name, "path": dir.display().to_string(),
                 "architecture": c.architecture.name(), "layers": c.num_layers,
@@ -35,6 +53,7 @@ fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
                 "template": match &template { Ok(t) => t.name().to_string(), Err(_) => "unknown (--template)".into() },
                 "answer_tokens": answers.map(|(t, f)| vec![t, f]),
                 "head": if chain { "module chain" } else if c.causal_lm { "answer tokens" } else { "classifier" },
+                "device": device, "dtype": dtype,
             })
         }
         Err(e) => {
@@ -46,32 +65,60 @@ fn describe(source: &str, name: &str, dir: &Path) -> serde_json::Value {
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
+    let gpu = gpu();
     match default_model_dir() {
-        Some(d) => rows.push(describe("default", crate::model_spec::DEFAULT_MODEL, &d)),
+        Some(d) => rows.push(describe("default", crate::model_spec::DEFAULT_MODEL, &d, &gpu)),
         None => rows.push(serde_json::json!({"source": "default", "name": crate::model_spec::DEFAULT_MODEL, "error": "not found"})),
     }
     let cache = hf_cache_dir();
     for (id, dir) in cached_models(&cache) {
-        rows.push(describe("cache", &id, &dir));
+        rows.push(describe("cache", &id, &dir, &gpu));
     }
     for spec in &args.model {
         match resolve_model(spec) {
-            Ok(dir) => rows.push(describe("given", spec, &dir)),
+            Ok(dir) => rows.push(describe("given", spec, &dir, &gpu)),
             Err(e) => rows
                 .push(serde_json::json!({"source": "given", "name": spec, "error": e.to_string()})),
         }
     }
+    let gpu_json = match &gpu {
+        Ok(g) => serde_json::json!({
+            "device": format!("cuda:{}", g.ordinal), "name": g.name, "memory_bytes": g.memory,
+            "compute_capability": format!("{}.{}", g.capability.0, g.capability.1),
+        }),
+        Err(why) => serde_json::json!({"device": null, "why": why}),
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"cache": cache.display().to_string(), "models": rows})
+            serde_json::json!({"cache": cache.display().to_string(), "gpu": gpu_json, "models": rows})
         );
         return Ok(());
     }
     println!("Hugging Face cache: {}", cache.display());
+    match &gpu {
+        Ok(g) => println!(
+            "GPU: cuda:{} {} ({:.1} GiB, compute capability {}.{}); BERT / XLM-R models run there by default",
+            g.ordinal,
+            g.name,
+            g.memory as f64 / (1u64 << 30) as f64,
+            g.capability.0,
+            g.capability.1
+        ),
+        Err(why) => println!("GPU: none ({why}); models run on the CPU"),
+    }
     println!(
-        "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15}  path",
-        "source", "name", "arch", "layers", "hidden", "labels", "max_len", "positions", "template"
+        "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15} {:<7}  path",
+        "source",
+        "name",
+        "arch",
+        "layers",
+        "hidden",
+        "labels",
+        "max_len",
+        "positions",
+        "template",
+        "device"
     );
     for r in &rows {
         let s = |k: &str| {
@@ -88,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         } else {
             println!(
-                "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15}  {}",
+                "{:<8} {:<40} {:<11} {:>6} {:>6} {:>6} {:>7} {:>9} {:<15} {:<7}  {}",
                 s("source"),
                 s("name"),
                 s("architecture"),
@@ -98,6 +145,7 @@ pub fn run(args: Args) -> Result<()> {
                 s("max_length"),
                 s("positions"),
                 s("template"),
+                s("device"),
                 s("path")
             );
         }

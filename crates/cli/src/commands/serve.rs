@@ -2,7 +2,7 @@
 
 use crate::model_spec::{default_model_dir, QuantizeArg, DEFAULT_MODEL};
 use anyhow::{bail, Context, Result};
-use crossrank_engine::Quantize;
+use crossrank_engine::{Device, Dtype, Quantize};
 use crossrank_server::{ModelEntry, ServerConfig};
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,14 @@ pub struct Args {
     /// Precision of the models given with --model.
     #[arg(long, value_enum, default_value_t = QuantizeArg::None)]
     pub quantize: QuantizeArg,
+    /// Where the models given with --model run: cpu, cuda, cuda:N or auto (default auto: a
+    /// GPU when a CUDA driver, a device and the model's architecture allow it).
+    #[arg(long)]
+    pub device: Option<Device>,
+    /// GEMM precision of the models given with --model on a GPU: f32, f16 or bf16 (default
+    /// bf16).
+    #[arg(long)]
+    pub dtype: Option<Dtype>,
     /// Truncation length of the models given with --model.
     #[arg(long)]
     pub max_length: Option<usize>,
@@ -99,7 +107,7 @@ pub struct Args {
     pub fusion: Option<PathBuf>,
 }
 
-fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntry {
+fn entry(spec: &str, quantize: Quantize, args: &Args) -> ModelEntry {
     let (name, model) = match spec.split_once('=') {
         Some((n, m)) if !n.is_empty() => (n.to_string(), m.to_string()),
         _ => {
@@ -114,8 +122,10 @@ fn entry(spec: &str, quantize: Quantize, max_length: Option<usize>) -> ModelEntr
         name,
         model,
         quantize,
-        max_length,
+        max_length: args.max_length,
         calibration: None,
+        device: args.device.unwrap_or_default(),
+        dtype: args.dtype,
     }
 }
 
@@ -137,7 +147,7 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
         c.models = args
             .models
             .iter()
-            .map(|m| entry(m, quantize, args.max_length))
+            .map(|m| entry(m, quantize, args))
             .collect();
     }
     if c.models.is_empty() {
@@ -149,6 +159,8 @@ pub fn config(args: &Args) -> Result<ServerConfig> {
             quantize,
             max_length: args.max_length,
             calibration: None,
+            device: args.device.unwrap_or_default(),
+            dtype: args.dtype,
         });
     }
     if let Some(h) = &args.host {

@@ -1,7 +1,7 @@
 //! BERT (`BertForSequenceClassification`): absolute positions from 0, two token types,
 //! pooler (dense + tanh on [CLS]) then a linear classifier.
 
-use super::encoder::{ClassifierHead, Encoder, PackedBatch, Quantize};
+use super::encoder::{ClassifierHead, Encoder, EncoderTensors, PackedBatch, Quantize};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -12,8 +12,13 @@ pub fn load(
     w: &Weights,
     quantize: Quantize,
 ) -> Result<(Encoder, ClassifierHead)> {
-    let prefixes = ["bert.", ""];
-    let encoder = Encoder::load(cfg, w, &prefixes, quantize)?;
+    let (tensors, head) = tensors(cfg, w)?;
+    Ok((Encoder::new(tensors, quantize), head))
+}
+
+/// The encoder's tensors and the head, for any backend.
+pub fn tensors(cfg: &ModelConfig, w: &Weights) -> Result<(EncoderTensors, ClassifierHead)> {
+    let encoder = EncoderTensors::load(cfg, w, &["bert.", ""])?;
     let pooler = if w.contains("bert.pooler.dense.weight") {
         "bert.pooler.dense"
     } else {

@@ -5,6 +5,8 @@
 //! rows only.
 
 use super::linear::Linear;
+use super::tensors::encoder_flops;
+pub use super::tensors::{EncoderTensors, LayerTensors};
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
 use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
@@ -140,65 +142,61 @@ impl Encoder {
         prefixes: &[&str],
         quantize: Quantize,
     ) -> Result<Self> {
-        let h = cfg.hidden_size;
-        let i = cfg.intermediate_size;
-        let get = |name: &str, shape: &[usize]| w.get_prefixed(prefixes, name, shape);
-        let mut layers = Vec::with_capacity(cfg.num_layers);
-        for l in 0..cfg.num_layers {
-            let p = format!("encoder.layer.{l}.");
-            let q = get(&format!("{p}attention.self.query.weight"), &[h, h])?;
-            let k = get(&format!("{p}attention.self.key.weight"), &[h, h])?;
-            let v = get(&format!("{p}attention.self.value.weight"), &[h, h])?;
-            let mut qkv_w = q;
-            qkv_w.extend_from_slice(&k);
-            qkv_w.extend_from_slice(&v);
-            let qkv_bias = {
-                let mut b = get(&format!("{p}attention.self.query.bias"), &[h])?;
-                b.extend(get(&format!("{p}attention.self.key.bias"), &[h])?);
-                b.extend(get(&format!("{p}attention.self.value.bias"), &[h])?);
-                b
-            };
-            let linear = |name: &str, n: usize, k: usize| -> Result<Linear> {
-                let w = get(&format!("{p}{name}.weight"), &[n, k])?;
-                let b = get(&format!("{p}{name}.bias"), &[n])?;
-                Ok(Linear::new(&w, n, k, b, quantize))
-            };
-            let split_qkv = (l + 1 == cfg.num_layers).then(|| {
-                let q = Linear::new(&qkv_w[..h * h], h, h, qkv_bias[..h].to_vec(), quantize);
-                let kv = Linear::new(&qkv_w[h * h..], 2 * h, h, qkv_bias[h..].to_vec(), quantize);
-                (q, kv)
-            });
-            layers.push(Layer {
-                split_qkv,
-                qkv: Linear::new(&qkv_w, 3 * h, h, qkv_bias, quantize),
-                attn_out: linear("attention.output.dense", h, h)?,
-                ln1_gamma: get(&format!("{p}attention.output.LayerNorm.weight"), &[h])?,
-                ln1_beta: get(&format!("{p}attention.output.LayerNorm.bias"), &[h])?,
-                ffn_in: linear("intermediate.dense", i, h)?,
-                ffn_out: linear("output.dense", h, i)?,
-                ln2_gamma: get(&format!("{p}output.LayerNorm.weight"), &[h])?,
-                ln2_beta: get(&format!("{p}output.LayerNorm.bias"), &[h])?,
-            });
-        }
-        Ok(Encoder {
+        Ok(Encoder::new(
+            EncoderTensors::load(cfg, w, prefixes)?,
+            quantize,
+        ))
+    }
+
+    /// Packs read tensors for the CPU kernels.
+    pub fn new(t: EncoderTensors, quantize: Quantize) -> Self {
+        let h = t.hidden;
+        let n_layers = t.layers.len();
+        let layers = t
+            .layers
+            .into_iter()
+            .enumerate()
+            .map(|(l, lt)| {
+                let linear = |(w, b): (Vec<f32>, Vec<f32>), n: usize, k: usize| {
+                    Linear::new(&w, n, k, b, quantize)
+                };
+                let split_qkv = (l + 1 == n_layers).then(|| {
+                    let q = Linear::new(&lt.qkv_w[..h * h], h, h, lt.qkv_b[..h].to_vec(), quantize);
+                    let kv = Linear::new(
+                        &lt.qkv_w[h * h..],
+                        2 * h,
+                        h,
+                        lt.qkv_b[h..].to_vec(),
+                        quantize,
+                    );
+                    (q, kv)
+                });
+                Layer {
+                    split_qkv,
+                    qkv: Linear::new(&lt.qkv_w, 3 * h, h, lt.qkv_b, quantize),
+                    attn_out: linear(lt.attn_out, h, h),
+                    ln1_gamma: lt.ln1.0,
+                    ln1_beta: lt.ln1.1,
+                    ffn_in: linear(lt.ffn_in, t.inter, h),
+                    ffn_out: linear(lt.ffn_out, h, t.inter),
+                    ln2_gamma: lt.ln2.0,
+                    ln2_beta: lt.ln2.1,
+                }
+            })
+            .collect();
+        Encoder {
             hidden: h,
-            heads: cfg.num_heads,
-            inter: i,
-            eps: cfg.layer_norm_eps,
-            activation: cfg.activation,
-            word: get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
-            position: get(
-                "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
-            )?,
-            token_type: get(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab_size, h],
-            )?,
-            emb_gamma: get("embeddings.LayerNorm.weight", &[h])?,
-            emb_beta: get("embeddings.LayerNorm.bias", &[h])?,
+            heads: t.heads,
+            inter: t.inter,
+            eps: t.eps,
+            activation: t.activation,
+            word: t.word,
+            position: t.position,
+            token_type: t.token_type,
+            emb_gamma: t.emb_ln.0,
+            emb_beta: t.emb_ln.1,
             layers,
-        })
+        }
     }
 
     /// Hidden width.
@@ -209,13 +207,7 @@ impl Encoder {
     /// The model's nominal FLOPs for a sequence of `len` tokens: every layer on every token
     /// (linear layers plus attention's QK^T and PV), the usual way to state a workload's cost.
     pub fn model_flops(&self, len: usize) -> f64 {
-        let (h, i, l, n) = (
-            self.hidden as f64,
-            self.inter as f64,
-            self.layers.len() as f64,
-            len as f64,
-        );
-        l * (n * 2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * n * n * h)
+        encoder_flops(self.hidden, self.inter, self.layers.len(), len)
     }
 
     /// FLOPs [`Encoder::forward_first_tokens`] actually executes for a sequence of `len` tokens.

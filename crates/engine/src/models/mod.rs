@@ -6,6 +6,7 @@ pub mod encoder;
 pub(crate) mod linear;
 pub mod modernbert;
 pub mod qwen;
+pub mod tensors;
 pub mod xlm_roberta;
 
 use crate::config::{Architecture, ModelConfig};

@@ -2,7 +2,7 @@
 //! positions start at `pad_token_id + 1`, a single token type, and a head of dense + tanh +
 //! `out_proj` on `<s>`.
 
-use super::encoder::{ClassifierHead, Encoder, PackedBatch, Quantize};
+use super::encoder::{ClassifierHead, Encoder, EncoderTensors, PackedBatch, Quantize};
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -13,8 +13,13 @@ pub fn load(
     w: &Weights,
     quantize: Quantize,
 ) -> Result<(Encoder, ClassifierHead)> {
-    let prefixes = ["roberta.", ""];
-    let encoder = Encoder::load(cfg, w, &prefixes, quantize)?;
+    let (tensors, head) = tensors(cfg, w)?;
+    Ok((Encoder::new(tensors, quantize), head))
+}
+
+/// The encoder's tensors and the head, for any backend.
+pub fn tensors(cfg: &ModelConfig, w: &Weights) -> Result<(EncoderTensors, ClassifierHead)> {
+    let encoder = EncoderTensors::load(cfg, w, &["roberta.", ""])?;
     let head = ClassifierHead::load(cfg, w, "classifier.dense", "classifier.out_proj")?;
     Ok((encoder, head))
 }

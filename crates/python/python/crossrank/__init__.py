@@ -106,8 +106,10 @@ class CrossEncoder:
     Args mirror ``sentence_transformers.CrossEncoder``: ``model_name_or_path`` is a model
     directory or a Hugging Face hub id already in the local cache (``None``: the bundled
     default model); ``max_length`` truncates pairs (default: the model's);
-    ``device`` is ``"cpu"`` (the engine's one backend today); ``quantize`` ``None`` or
-    ``"int8"``; ``threads`` the size of the engine's thread pool (default: all cores);
+    ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` / ``"auto"`` (a GPU when a
+    CUDA driver and a device are there and the model's architecture runs on it, else the
+    CPU); ``dtype`` the GEMM precision on a GPU (``"bf16"`` default, ``"f16"``, ``"f32"``);
+    ``quantize`` ``None`` or ``"int8"`` (CPU); ``threads`` the size of the engine's thread pool (default: all cores);
     ``instruction`` the instruction of models whose prompt takes one (Qwen3-Reranker).
     """
 
@@ -115,26 +117,24 @@ class CrossEncoder:
         self,
         model_name_or_path: Optional[str] = None,
         max_length: Optional[int] = None,
-        device: Optional[str] = "cpu",
+        device: Optional[str] = None,
         quantize: Optional[str] = None,
         threads: Optional[int] = None,
         instruction: Optional[str] = None,
+        dtype: Optional[str] = None,
         **kwargs: Any,
     ):
-        if device not in (None, "cpu", "auto"):
-            raise ValueError(
-                f"device {device!r} is not available: this build of crossrank runs on the CPU "
-                "(device='cpu')"
-            )
+        if device is not None and not isinstance(device, str):
+            device = str(device)  # a torch.device prints as "cuda:0"
         unknown = set(kwargs) - {"trust_remote_code", "local_files_only", "cache_folder", "revision"}
         if unknown:
             raise TypeError(f"unexpected arguments: {', '.join(sorted(unknown))}")
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(f"max_length must be a positive integer, not {max_length!r}")
         path = model_name_or_path if model_name_or_path is not None else _default_model_dir()
-        self._model = _Model(str(path), max_length, quantize, threads, instruction)
+        self._model = _Model(str(path), max_length, quantize, threads, instruction, device, dtype)
         self.model_name_or_path = path
-        self.device = "cpu"
+        self.device = self._model.device
 
     @property
     def num_labels(self) -> int:
