@@ -29,8 +29,8 @@ pub struct ModelArgs {
     /// hosted one: cohere:MODEL, voyage:MODEL, jina:MODEL, tei:URL, crossrank:URL[#MODEL]
     /// (keys from COHERE_API_KEY / VOYAGE_API_KEY / JINA_API_KEY), or a cascade
     /// 'cascade:FAST>PRECISE@K' (each stage a spec, optionally with
-    /// [quantize=int8,max_length=N]; PRECISE rescores FAST's best K). Default: the bundled
-    /// minilm-l6-rerank.
+    /// [quantize=int8,max_length=N,device=D,dtype=T]; PRECISE rescores FAST's best K).
+    /// Default: the bundled minilm-l6-rerank.
     #[arg(long, short, visible_alias = "reranker")]
     pub model: Option<String>,
     /// Truncate each pair to this many tokens (default: min(512, the model's positions)).
@@ -210,7 +210,8 @@ impl ModelArgs {
     }
 
     /// The cascade `spec` names: each stage a model spec as `--model` takes, optionally with
-    /// its own `[quantize=int8,max_length=N]` (other options as given on the command line).
+    /// its own `[quantize=int8,max_length=N,device=D,dtype=T]` (other options as given on the
+    /// command line).
     pub fn cascade(&self, spec: &str) -> Result<Cascade> {
         let parsed = CascadeSpec::parse(spec)?;
         let stage = |s: &str| -> Result<Arc<dyn Reranker>> {
@@ -244,6 +245,18 @@ impl ModelArgs {
             match opt.split_once('=') {
                 Some(("quantize", "int8")) => args.quantize = QuantizeArg::Int8,
                 Some(("quantize", "none")) => args.quantize = QuantizeArg::None,
+                Some(("device", d)) => {
+                    args.device = Some(
+                        d.parse()
+                            .map_err(|e| anyhow::anyhow!("cascade stage {stage}: {e}"))?,
+                    )
+                }
+                Some(("dtype", d)) => {
+                    args.dtype = Some(
+                        d.parse()
+                            .map_err(|e| anyhow::anyhow!("cascade stage {stage}: {e}"))?,
+                    )
+                }
                 Some(("max_length", n)) => {
                     args.max_length = Some(
                         n.parse()
@@ -256,7 +269,7 @@ impl ModelArgs {
                 }
                 _ => bail!(
                     "cascade stage {stage}: unknown option {opt:?} (quantize=int8|none, \
-                     max_length=N)"
+                     max_length=N, device=cpu|cuda[:N]|auto, dtype=f32|f16|bf16)"
                 ),
             }
         }

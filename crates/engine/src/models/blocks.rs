@@ -3,10 +3,11 @@
 //! grouped-query heads, and the pooled head chains (sentence-transformers modules).
 
 use super::linear::Linear;
-use crate::kernels::gemm::Epilogue;
+use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
 use crate::kernels::ops;
 use crate::kernels::qgemm::QuantizedRows;
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Which keys a query may see within its sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,9 +137,36 @@ pub struct Heads {
     pub v_col: usize,
 }
 
+/// Query rows per attention tile: the keys a tile may see are packed once for it, and a
+/// sliding-window or causal mask limits them to the tile's range.
+const Q_TILE: usize = 64;
+
+#[derive(Default)]
+struct AttnScratch {
+    kt: PackedMatrix,
+    v: PackedMatrix,
+    scores: Vec<f32>,
+    out: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<AttnScratch> = RefCell::new(AttnScratch::default());
+}
+
+/// Keys `lo..hi` (of a sequence of `len`) that query `i` sees under `mask`.
+fn key_range(mask: Mask, i: usize, len: usize) -> (usize, usize) {
+    match mask {
+        Mask::Full => (0, len),
+        Mask::Window(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
+        Mask::Causal => (0, i + 1),
+    }
+}
+
 /// Scaled dot-product attention per (sequence, query head) over the packed rows of `qkv`;
 /// writes `[tokens x q_heads * d]` into `out`. Query head `h` reads key / value head
-/// `h / (q_heads / kv_heads)`.
+/// `h / (q_heads / kv_heads)`. Each tile of [`Q_TILE`] queries is two GEMMs (scores = Q K^T
+/// over the keys the tile may see, then P V) on the engine's packed kernels; keys a query may
+/// not see get probability 0.
 pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: &mut [f32]) {
     let Heads {
         q_heads,
@@ -162,33 +190,66 @@ pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: 
         let start = offsets[s];
         let len = offsets[s + 1] - start;
         let kvh = h / group;
-        let mut p = vec![0.0f32; len];
-        let mut o = vec![0.0f32; d];
-        for i in 0..len {
-            let q = &qkv[(start + i) * ld + heads.q_col + h * d..][..d];
-            let (lo, hi) = match mask {
-                Mask::Full => (0, len),
-                Mask::Window(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
-                Mask::Causal => (0, i + 1),
-            };
-            let scores = &mut p[..hi - lo];
-            for (j, sc) in (lo..hi).zip(scores.iter_mut()) {
-                let k = &qkv[(start + j) * ld + heads.k_col + kvh * d..][..d];
-                *sc = q.iter().zip(k).map(|(a, b)| a * b).sum();
-            }
-            ops::softmax(scores, scale);
-            o.fill(0.0);
-            for (j, &pj) in (lo..hi).zip(scores.iter()) {
-                let v = &qkv[(start + j) * ld + heads.v_col + kvh * d..][..d];
-                for (oc, &vc) in o.iter_mut().zip(v) {
-                    *oc += pj * vc;
+        SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let sc = &mut *guard;
+            let mut r0 = 0;
+            while r0 < len {
+                let r1 = (r0 + Q_TILE).min(len);
+                let (k0, _) = key_range(mask, r0, len);
+                let (_, k1) = key_range(mask, r1 - 1, len);
+                let nk = k1 - k0;
+                let krow = (start + k0) * ld;
+                sc.kt
+                    .pack_transposed(&qkv[krow + heads.k_col + kvh * d..], ld, nk, d);
+                sc.v.pack_rows(&qkv[krow + heads.v_col + kvh * d..], ld, nk, d);
+                let lds = nk.div_ceil(32) * 32;
+                let m = r1 - r0;
+                sc.scores.resize(m * lds, 0.0);
+                Gemm {
+                    a: &qkv[(start + r0) * ld + heads.q_col + h * d..],
+                    lda: ld,
+                    m,
+                    b: &sc.kt,
+                    bias: None,
+                    accumulate: false,
+                    epilogue: Epilogue::None,
                 }
+                .run(&mut sc.scores, lds, false);
+                for i in r0..r1 {
+                    let row = &mut sc.scores[(i - r0) * lds..][..nk];
+                    let (lo, hi) = key_range(mask, i, len);
+                    ops::softmax(&mut row[lo - k0..hi - k0], scale);
+                    row[..lo - k0].fill(0.0);
+                    row[hi - k0..].fill(0.0);
+                }
+                sc.out.resize(m * d, 0.0);
+                Gemm {
+                    a: &sc.scores,
+                    lda: lds,
+                    m,
+                    b: &sc.v,
+                    bias: None,
+                    accumulate: false,
+                    epilogue: Epilogue::None,
+                }
+                .run(&mut sc.out, d, false);
+                for i in r0..r1 {
+                    let at = (start + i) * width + h * d;
+                    assert!(at + d <= out_len);
+                    // SAFETY: in bounds (asserted); each (row, head) cell is written by one
+                    // task only.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            sc.out.as_ptr().add((i - r0) * d),
+                            dst.0.add(at),
+                            d,
+                        )
+                    };
+                }
+                r0 = r1;
             }
-            let at = (start + i) * width + h * d;
-            assert!(at + d <= out_len);
-            // SAFETY: in bounds (asserted); each (row, head) cell is written by one task only.
-            unsafe { std::ptr::copy_nonoverlapping(o.as_ptr(), dst.0.add(at), d) };
-        }
+        });
     });
 }
 
@@ -390,4 +451,102 @@ impl RotaryWorkspace {
 /// Tokens of the longest sequence of a packed batch.
 pub fn longest(offsets: &[usize]) -> usize {
     offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{attention, Heads, Mask};
+
+    /// Softmax attention of one query row in f64, straight from the definition.
+    fn naive(
+        qkv: &[f32],
+        heads: Heads,
+        start: usize,
+        len: usize,
+        i: usize,
+        h: usize,
+        mask: Mask,
+    ) -> Vec<f64> {
+        let (d, ld) = (heads.d, heads.ld);
+        let kvh = h / (heads.q_heads / heads.kv_heads);
+        let q = &qkv[(start + i) * ld + heads.q_col + h * d..][..d];
+        let visible = |j: usize| match mask {
+            Mask::Full => true,
+            Mask::Window(w) => i.abs_diff(j) <= w,
+            Mask::Causal => j <= i,
+        };
+        let js: Vec<usize> = (0..len).filter(|&j| visible(j)).collect();
+        let scores: Vec<f64> = js
+            .iter()
+            .map(|&j| {
+                let k = &qkv[(start + j) * ld + heads.k_col + kvh * d..][..d];
+                q.iter()
+                    .zip(k)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    / (d as f64).sqrt()
+            })
+            .collect();
+        let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        let mut o = vec![0.0f64; d];
+        for (&j, p) in js.iter().zip(&e) {
+            let v = &qkv[(start + j) * ld + heads.v_col + kvh * d..][..d];
+            for (oc, vc) in o.iter_mut().zip(v) {
+                *oc += p / z * *vc as f64;
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn tiled_attention_equals_the_definition_for_every_mask_across_tile_edges() {
+        // Grouped-query heads (4 query heads on 2 key / value heads), sequences shorter than,
+        // equal to and longer than one 64-row tile, packed end to end.
+        let (q_heads, kv_heads, d) = (4, 2, 16);
+        let ld = (q_heads + 2 * kv_heads) * d;
+        let heads = Heads {
+            q_heads,
+            kv_heads,
+            d,
+            ld,
+            q_col: 0,
+            k_col: q_heads * d,
+            v_col: (q_heads + kv_heads) * d,
+        };
+        let lens = [1usize, 5, 63, 64, 65, 130, 200];
+        let mut offsets = vec![0];
+        for l in lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let t = *offsets.last().unwrap();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let qkv: Vec<f32> = (0..t * ld)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect();
+        for mask in [Mask::Full, Mask::Window(20), Mask::Window(64), Mask::Causal] {
+            let mut out = vec![f32::NAN; t * q_heads * d];
+            attention(&offsets, &qkv, heads, mask, &mut out);
+            let mut worst = 0.0f64;
+            for (s, w) in offsets.windows(2).enumerate() {
+                for i in 0..w[1] - w[0] {
+                    for h in 0..q_heads {
+                        let want = naive(&qkv, heads, w[0], w[1] - w[0], i, h, mask);
+                        let got = &out[(w[0] + i) * q_heads * d + h * d..][..d];
+                        for (g, e) in got.iter().zip(&want) {
+                            assert!(g.is_finite(), "{mask:?} seq {s} row {i} head {h}");
+                            worst = worst.max((*g as f64 - e).abs());
+                        }
+                    }
+                }
+            }
+            assert!(worst < 1e-5, "{mask:?}: max |diff| {worst}");
+        }
+    }
 }

@@ -131,16 +131,9 @@ fn open(lib: Lib, dirs: &[PathBuf]) -> Result<(), String> {
             .cloned()
             .collect::<Vec<_>>()
             .join(", "),
-        if dirs.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " and the folders {}",
-                dirs.iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+        match dirs.len() {
+            0 => String::new(),
+            n => format!(" and the {n} folder(s) of {LIB_DIRS_ENV}"),
         }
     ))
 }
