@@ -1,6 +1,7 @@
 //! Building blocks of the rotary-position models (ModernBERT, Qwen2 / Qwen3) on packed
 //! tokens: RMSNorm, rotary embeddings, attention with full / sliding-window / causal masks and
-//! grouped-query heads, and the pooled head chains (sentence-transformers modules).
+//! grouped-query heads (the BERT encoder's attention too, with the full mask), and the pooled
+//! head chains (sentence-transformers modules).
 
 use super::linear::Linear;
 use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};

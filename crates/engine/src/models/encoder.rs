@@ -4,17 +4,17 @@
 //! layer is one GEMM with no padding; attention runs per (sequence, head) on that sequence's
 //! rows only.
 
+use super::blocks::{attention, Heads, Mask};
 use super::linear::Linear;
 use super::tensors::encoder_flops;
 pub use super::tensors::{EncoderTensors, LayerTensors};
 use crate::config::{Activation, ModelConfig};
 use crate::error::Result;
-use crate::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
+use crate::kernels::gemm::Epilogue;
 use crate::kernels::ops;
 use crate::kernels::qgemm::QuantizedRows;
 use crate::weights::Weights;
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Token-level inputs of a batch: sequences laid end to end.
 #[derive(Debug, Default, Clone)]
@@ -115,24 +115,6 @@ pub struct Workspace {
     /// Buffers of the decoder path.
     pub(crate) decoder: super::qwen::QwenWorkspace,
 }
-
-#[derive(Default)]
-struct AttnScratch {
-    kt: PackedMatrix,
-    v: PackedMatrix,
-    scores: Vec<f32>,
-    out: Vec<f32>,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<AttnScratch> = RefCell::new(AttnScratch::default());
-}
-
-struct SyncPtr(*mut f32);
-// SAFETY: used only to write disjoint (row, column-range) cells from parallel tasks.
-unsafe impl Sync for SyncPtr {}
-// SAFETY: as above; the pointer outlives the parallel section that uses it.
-unsafe impl Send for SyncPtr {}
 
 impl Encoder {
     /// Loads the encoder's tensors, trying each name prefix in turn.
@@ -286,7 +268,17 @@ impl Encoder {
         layer
             .qkv
             .run(&ws.x, h, t, &mut ws.qkv, 3 * h, false, Epilogue::None, q);
-        self.attention(batch, &ws.qkv, &mut ws.ctx);
+        let heads = Heads {
+            q_heads: self.heads,
+            kv_heads: self.heads,
+            d: h / self.heads,
+            ld: 3 * h,
+            q_col: 0,
+            k_col: h,
+            v_col: 2 * h,
+        };
+        // No mask: no token is padding.
+        attention(&batch.offsets, &ws.qkv, heads, Mask::Full, &mut ws.ctx);
         layer
             .attn_out
             .run(&ws.ctx, h, t, &mut ws.x, h, true, ln1, q);
@@ -389,72 +381,6 @@ impl Encoder {
         layer
             .ffn_out
             .run(&ws.inter, self.inter, s, &mut ws.first, h, true, ln2, qz);
-    }
-
-    /// Scaled dot-product attention per (sequence, head); no mask is needed since no token is
-    /// padding.
-    fn attention(&self, batch: &PackedBatch, qkv: &[f32], ctx: &mut [f32]) {
-        let h = self.hidden;
-        let d = h / self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let mut tasks: Vec<(usize, usize)> = (0..batch.sequences())
-            .flat_map(|s| (0..self.heads).map(move |hd| (s, hd)))
-            .collect();
-        // Longest first, for balance.
-        tasks.sort_by_key(|&(s, _)| std::cmp::Reverse(batch.offsets[s + 1] - batch.offsets[s]));
-        let out = SyncPtr(ctx.as_mut_ptr());
-        let out = &out;
-        let ctx_len = ctx.len();
-        tasks.par_iter().for_each(|&(s, hd)| {
-            let start = batch.offsets[s];
-            let len = batch.offsets[s + 1] - start;
-            SCRATCH.with(|cell| {
-                let mut sc = cell.borrow_mut();
-                let sc = &mut *sc;
-                let row = |r: usize| (start + r) * 3 * h;
-                sc.kt
-                    .pack_transposed(&qkv[row(0) + h + hd * d..], 3 * h, len, d);
-                sc.v.pack_rows(&qkv[row(0) + 2 * h + hd * d..], 3 * h, len, d);
-                let ld = len.div_ceil(32) * 32;
-                sc.scores.resize(len * ld, 0.0);
-                Gemm {
-                    a: &qkv[row(0) + hd * d..],
-                    lda: 3 * h,
-                    m: len,
-                    b: &sc.kt,
-                    bias: None,
-                    accumulate: false,
-                    epilogue: Epilogue::None,
-                }
-                .run(&mut sc.scores, ld, false);
-                for r in 0..len {
-                    ops::softmax(&mut sc.scores[r * ld..r * ld + len], scale);
-                }
-                sc.out.resize(len * d, 0.0);
-                Gemm {
-                    a: &sc.scores,
-                    lda: ld,
-                    m: len,
-                    b: &sc.v,
-                    bias: None,
-                    accumulate: false,
-                    epilogue: Epilogue::None,
-                }
-                .run(&mut sc.out, d, false);
-                for r in 0..len {
-                    let dst = (start + r) * h + hd * d;
-                    assert!(dst + d <= ctx_len);
-                    // SAFETY: in bounds (asserted); each (row, head) cell belongs to one task.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            sc.out.as_ptr().add(r * d),
-                            out.0.add(dst),
-                            d,
-                        );
-                    }
-                }
-            });
-        });
     }
 }
 

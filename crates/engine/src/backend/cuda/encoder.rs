@@ -77,19 +77,16 @@ impl DevLinear {
         k: usize,
         dtype: Dtype,
     ) -> Result<DevLinear> {
+        let bits: fn(f32) -> u16 = match dtype {
+            Dtype::F32 => |_| 0,
+            Dtype::F16 => |x| half::f16::from_f32(x).to_bits(),
+            Dtype::Bf16 => |x| half::bf16::from_f32(x).to_bits(),
+        };
         let w = match dtype {
             Dtype::F32 => Weight::F32(Buf::upload(stream, w)?),
-            Dtype::F16 => Weight::Half(Buf::upload(
+            Dtype::F16 | Dtype::Bf16 => Weight::Half(Buf::upload(
                 stream,
-                &w.iter()
-                    .map(|&x| half::f16::from_f32(x).to_bits())
-                    .collect::<Vec<_>>(),
-            )?),
-            Dtype::Bf16 => Weight::Half(Buf::upload(
-                stream,
-                &w.iter()
-                    .map(|&x| half::bf16::from_f32(x).to_bits())
-                    .collect::<Vec<_>>(),
+                &w.iter().map(|&x| bits(x)).collect::<Vec<_>>(),
             )?),
         };
         Ok(DevLinear {
@@ -514,15 +511,15 @@ impl DeviceEncoder {
                 .map_err(|e| device_error("cuBLAS sgemm", e))
             }
             Weight::Half(w) => {
-                let (convert, dt) = match self.dtype {
-                    Dtype::Bf16 => (&k.to_bf16, blas_sys::cudaDataType_t::CUDA_R_16BF),
-                    _ => (&k.to_f16, blas_sys::cudaDataType_t::CUDA_R_16F),
+                let (is_bf16, dt) = match self.dtype {
+                    Dtype::Bf16 => (1i32, blas_sys::cudaDataType_t::CUDA_R_16BF),
+                    _ => (0i32, blas_sys::cudaDataType_t::CUDA_R_16F),
                 };
                 let count = (t * lin.k) as i64;
-                let mut l = stream.launch_builder(convert);
-                l.arg(&x).arg(&half).arg(&count);
-                // SAFETY: to_f16 / to_bf16(x, y, n): x holds n floats, the half buffer at
-                // least t * max(i, 3h) >= n elements.
+                let mut l = stream.launch_builder(&k.to_half);
+                l.arg(&x).arg(&half).arg(&count).arg(&is_bf16);
+                // SAFETY: to_half(x, y, n, bf16): x holds n floats, the half buffer at least
+                // t * max(i, 3h) >= n elements.
                 unsafe { launch("to_half", &mut l, elementwise_cfg(t * lin.k)) }?;
                 // SAFETY: w is n x k and the converted x is t x k half values; y is t x n fp32.
                 unsafe {

@@ -137,21 +137,13 @@ extern "C" __global__ void first_rows(const float* x, const int* offsets, float*
     for (int j = threadIdx.x; j < h; j += blockDim.x) out[(long)s * h + j] = src[j];
 }
 
-// GEMM operands for --dtype f16 / bf16: round-to-nearest-even from fp32.
-extern "C" __global__ void to_f16(const float* x, u16* y, long n) {
+// GEMM operands for --dtype f16 / bf16: round-to-nearest-even from fp32 (bf16 when `bf16`).
+extern "C" __global__ void to_half(const float* x, u16* y, long n, int bf16) {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
          i += (long)gridDim.x * blockDim.x) {
         u16 r;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x[i]));
-        y[i] = r;
-    }
-}
-
-extern "C" __global__ void to_bf16(const float* x, u16* y, long n) {
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
-         i += (long)gridDim.x * blockDim.x) {
-        u16 r;
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x[i]));
+        if (bf16) asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r) : "f"(x[i]));
+        else asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r) : "f"(x[i]));
         y[i] = r;
     }
 }

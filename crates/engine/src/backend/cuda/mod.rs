@@ -27,14 +27,13 @@ use std::sync::{Arc, Mutex};
 pub const KERNEL_SOURCE: &str = include_str!("kernels.cu");
 
 /// The entry points of [`KERNEL_SOURCE`].
-pub const KERNELS: [&str; 7] = [
+pub const KERNELS: [&str; 6] = [
     "embed_layer_norm",
     "bias_act",
     "bias_residual_layer_norm",
     "attention",
     "first_rows",
-    "to_f16",
-    "to_bf16",
+    "to_half",
 ];
 
 fn device_error(what: &str, e: impl std::fmt::Display) -> EngineError {
@@ -126,8 +125,7 @@ pub(crate) struct Kernels {
     pub bias_residual_ln: CudaFunction,
     pub attention: CudaFunction,
     pub first_rows: CudaFunction,
-    pub to_f16: CudaFunction,
-    pub to_bf16: CudaFunction,
+    pub to_half: CudaFunction,
 }
 
 /// A sequence classifier on one GPU.
@@ -182,8 +180,7 @@ impl CudaBackend {
             bias_residual_ln: f("bias_residual_layer_norm")?,
             attention: f("attention")?,
             first_rows: f("first_rows")?,
-            to_f16: f("to_f16")?,
-            to_bf16: f("to_bf16")?,
+            to_half: f("to_half")?,
             _module: module,
         };
         let encoder = DeviceEncoder::upload(&stream, tensors, dtype)?;
