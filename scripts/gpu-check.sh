@@ -230,7 +230,7 @@ def bench_st(name, model, dt):
     from sentence_transformers import CrossEncoder
 
     torch_dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dt]
-    ce = CrossEncoder(model, device=DEVICE, model_kwargs={"torch_dtype": torch_dtype})
+    ce = CrossEncoder(model, device=DEVICE, model_kwargs={"dtype": torch_dtype})
     sync = torch.cuda.synchronize if DEVICE != "cpu" else (lambda: None)
     for _ in range(5):
         ce.predict(pairs, show_progress_bar=False)
