@@ -232,7 +232,7 @@ impl CrossEncoder {
             }
         };
         drop(weights);
-        if let (true, None) = (backend.device() != "cpu", &device_note) {
+        if device_note.is_none() && backend.device() != "cpu" {
             device_note = Some(format!(
                 "device {}: {} ({}, {})",
                 options.device,

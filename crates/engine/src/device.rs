@@ -61,8 +61,8 @@ impl<'de> Deserialize<'de> for Device {
 }
 
 /// `--dtype`: the GEMM operand type. Accumulation, norms and softmax are fp32 in every case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The command line and config files take the same spellings (`FromStr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
     /// fp32 (the reference scores; the only one the CPU runs).
     F32,
@@ -92,6 +92,20 @@ impl FromStr for Dtype {
             "bf16" | "bfloat16" => Ok(Dtype::Bf16),
             _ => Err(format!("unknown dtype {s:?}: f32, f16 or bf16")),
         }
+    }
+}
+
+impl Serialize for Dtype {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dtype {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dtype, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -136,5 +150,8 @@ mod tests {
             .unwrap_err()
             .contains("f32, f16 or bf16"));
         assert_eq!(Dtype::Bf16.to_string(), "bf16");
+        let d: Dtype = serde_json::from_str("\"fp16\"").unwrap();
+        assert_eq!(d, Dtype::F16);
+        assert_eq!(serde_json::to_string(&Dtype::Bf16).unwrap(), "\"bf16\"");
     }
 }

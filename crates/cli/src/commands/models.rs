@@ -18,11 +18,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The GPU `--device auto` would take, or why there is none.
-fn gpu() -> Result<cuda::GpuInfo, String> {
-    cuda::probe(0)
-}
-
 fn describe(
     source: &str,
     name: &str,
@@ -65,7 +60,8 @@ fn describe(
 /// Runs the command.
 pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
-    let gpu = gpu();
+    // The GPU `--device auto` would take, or why there is none.
+    let gpu = cuda::probe(0);
     match default_model_dir() {
         Some(d) => rows.push(describe("default", crate::model_spec::DEFAULT_MODEL, &d, &gpu)),
         None => rows.push(serde_json::json!({"source": "default", "name": crate::model_spec::DEFAULT_MODEL, "error": "not found"})),

@@ -107,14 +107,10 @@ impl EncoderTensors {
             layers,
         })
     }
-
-    /// The model's nominal FLOPs for a sequence of `len` tokens: every layer on every token
-    /// (linear layers plus attention's QK^T and PV), the usual way to state a workload's cost.
-    pub fn flops(&self, len: usize) -> f64 {
-        encoder_flops(self.hidden, self.inter, self.layers.len(), len)
-    }
 }
 
+/// Nominal FLOPs of a BERT-style encoder on a sequence of `len` tokens: every layer on every
+/// token (linear layers plus attention's QK^T and PV).
 pub(crate) fn encoder_flops(hidden: usize, inter: usize, layers: usize, len: usize) -> f64 {
     let (h, i, l, n) = (hidden as f64, inter as f64, layers as f64, len as f64);
     l * (n * 2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * n * n * h)

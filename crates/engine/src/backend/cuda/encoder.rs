@@ -77,17 +77,19 @@ impl DevLinear {
         k: usize,
         dtype: Dtype,
     ) -> Result<DevLinear> {
-        let bits: fn(f32) -> u16 = match dtype {
-            Dtype::F32 => |_| 0,
-            Dtype::F16 => |x| half::f16::from_f32(x).to_bits(),
-            Dtype::Bf16 => |x| half::bf16::from_f32(x).to_bits(),
-        };
         let w = match dtype {
             Dtype::F32 => Weight::F32(Buf::upload(stream, w)?),
-            Dtype::F16 | Dtype::Bf16 => Weight::Half(Buf::upload(
-                stream,
-                &w.iter().map(|&x| bits(x)).collect::<Vec<_>>(),
-            )?),
+            Dtype::F16 | Dtype::Bf16 => {
+                let bits: fn(f32) -> u16 = if dtype == Dtype::Bf16 {
+                    |x| half::bf16::from_f32(x).to_bits()
+                } else {
+                    |x| half::f16::from_f32(x).to_bits()
+                };
+                Weight::Half(Buf::upload(
+                    stream,
+                    &w.iter().map(|&x| bits(x)).collect::<Vec<_>>(),
+                )?)
+            }
         };
         Ok(DevLinear {
             w,
@@ -147,8 +149,6 @@ pub(crate) struct DeviceEncoder {
     token_type: Buf<f32>,
     emb_ln: Norm,
     layers: Vec<DevLayer>,
-    /// `(vocab, positions, types)` rows, to refuse an out-of-range id before a kernel reads it.
-    rows: (usize, usize, usize),
 }
 
 /// Activation buffers, grown to the largest batch seen.
@@ -292,11 +292,6 @@ impl DeviceEncoder {
                 Activation::GeluTanh => 2,
                 Activation::Relu => 3,
             },
-            rows: (
-                t.word.len() / h.max(1),
-                t.position.len() / h.max(1),
-                t.token_type.len() / h.max(1),
-            ),
             word: Buf::upload(stream, &t.word)?,
             position: Buf::upload(stream, &t.position)?,
             token_type: Buf::upload(stream, &t.token_type)?,
@@ -330,23 +325,6 @@ impl DeviceEncoder {
         crate::models::tensors::encoder_flops(self.hidden, self.inter, self.layers.len(), len)
     }
 
-    fn check_ids(&self, batch: &PackedBatch) -> Result<()> {
-        let (vocab, positions, types) = self.rows;
-        let bad = |what: &str, v: u32, n: usize| {
-            EngineError::InvalidOption(format!("{what} {v} is outside the model's {n} rows"))
-        };
-        if let Some(&v) = batch.ids.iter().find(|&&v| v as usize >= vocab) {
-            return Err(bad("token id", v, vocab));
-        }
-        if let Some(&v) = batch.positions.iter().find(|&&v| v as usize >= positions) {
-            return Err(bad("position", v, positions));
-        }
-        if let Some(&v) = batch.type_ids.iter().find(|&&v| v as usize >= types) {
-            return Err(bad("token type", v, types));
-        }
-        Ok(())
-    }
-
     /// Runs the encoder on `batch`; returns each sequence's final first-token state
     /// (`[sequences x hidden]`, host memory).
     pub(crate) fn forward_first_rows(
@@ -356,7 +334,6 @@ impl DeviceEncoder {
         arena: &mut Arena,
         batch: &PackedBatch,
     ) -> Result<Vec<f32>> {
-        self.check_ids(batch)?;
         let (t, s, h, i) = (batch.tokens(), batch.sequences(), self.hidden, self.inter);
         let max_len = (0..s)
             .map(|j| batch.offsets[j + 1] - batch.offsets[j])
@@ -403,7 +380,8 @@ impl DeviceEncoder {
             .arg(&eps);
         // SAFETY: the argument list matches embed_layer_norm's signature; every buffer holds at
         // least t rows of h floats (the arena is reserved for t tokens), and ids, positions and
-        // types were checked against the tables' rows above.
+        // types are within the tables (`CrossEncoder::predict_encoded` checks ids and lengths,
+        // `push_sequence` keeps token types in range), as the CPU backend relies on too.
         unsafe { launch("embed_layer_norm", &mut l, rows_cfg(t, 256)) }?;
 
         for layer in &self.layers {
