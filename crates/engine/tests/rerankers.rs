@@ -136,6 +136,54 @@ fn qwen3_reranker_causal_lm_and_seq_cls_agree_with_the_reference_and_each_other(
 }
 
 #[test]
+fn decoder_batches_share_their_prompt_prefix() {
+    // The batched logits above (checked against the reference and against one pair at a
+    // time) went through the shared-prefix path: the fixture batch really is split, every
+    // pair sharing at least the 53-token system prompt and pairs of one query their query.
+    use crossrank_engine::models::{encoder::PackedBatch, prefix};
+    let m = load("tiny-qwen3-reranker", Quantize::None);
+    let rows = rows("tiny-qwen3-reranker");
+    let pairs: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.get("instruction").is_none())
+        .map(|r| (r["query"].as_str().unwrap(), r["passage"].as_str().unwrap()))
+        .collect();
+    let enc = m.tokenize(&pairs).unwrap();
+    let mut batch = PackedBatch::default();
+    batch.offsets.push(0);
+    for e in &enc {
+        batch.ids.extend_from_slice(&e.ids);
+        batch.positions.extend(0..e.ids.len() as u32);
+        batch.offsets.push(batch.ids.len());
+    }
+    let split = prefix::split(&batch, prefix::MIN_SHARED).expect("the pairs share a prefix");
+    assert!(split.ranges.iter().all(|r| r.1 >= 53), "{:?}", split.ranges);
+    let queries = pairs
+        .iter()
+        .map(|p| p.0)
+        .collect::<std::collections::HashSet<_>>();
+    assert!(
+        split.prefixes.sequences() < queries.len() + 1,
+        "{} prefixes for {} queries",
+        split.prefixes.sequences(),
+        queries.len()
+    );
+    assert!(
+        split.saved_tokens() >= (enc.len() - 1) * 53,
+        "saved {} of {} tokens",
+        split.saved_tokens(),
+        batch.tokens()
+    );
+    eprintln!(
+        "tiny-qwen3-reranker: {} pairs, {} tokens, {} run once in {} shared prefixes",
+        enc.len(),
+        batch.tokens(),
+        split.saved_tokens(),
+        split.prefixes.sequences()
+    );
+}
+
+#[test]
 fn mxbai_rerank_v2_matches_the_reference() {
     check("tiny-mxbai-v2", false);
     let m = load("tiny-mxbai-v2", Quantize::None);

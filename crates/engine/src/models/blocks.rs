@@ -142,10 +142,28 @@ pub struct Heads {
 /// sliding-window or causal mask limits them to the tile's range.
 const Q_TILE: usize = 64;
 
+/// Keys and values of shared prefixes that each sequence's queries see before its own tokens
+/// (see [`super::prefix`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixKv<'a> {
+    /// Rows `[prefix tokens x ld]`: key head `h` at `k_col + h * d`, value head at `v_col + h * d`.
+    pub rows: &'a [f32],
+    /// Row stride of `rows`.
+    pub ld: usize,
+    /// First key column.
+    pub k_col: usize,
+    /// First value column.
+    pub v_col: usize,
+    /// Per sequence: (first row, rows) of its prefix; 0 rows = none.
+    pub ranges: &'a [(usize, usize)],
+}
+
 #[derive(Default)]
 struct AttnScratch {
     kt: PackedMatrix,
     v: PackedMatrix,
+    keys: Vec<f32>,
+    values: Vec<f32>,
     scores: Vec<f32>,
     out: Vec<f32>,
 }
@@ -167,8 +185,16 @@ fn key_range(mask: Mask, i: usize, len: usize) -> (usize, usize) {
 /// writes `[tokens x q_heads * d]` into `out`. Query head `h` reads key / value head
 /// `h / (q_heads / kv_heads)`. Each tile of [`Q_TILE`] queries is two GEMMs (scores = Q K^T
 /// over the keys the tile may see, then P V) on the engine's packed kernels; keys a query may
-/// not see get probability 0.
-pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: &mut [f32]) {
+/// not see get probability 0. With `prefix`, sequence `s` is the continuation of its prefix
+/// rows: its queries see those keys first, positions counted from the prefix's start.
+pub fn attention(
+    offsets: &[usize],
+    qkv: &[f32],
+    heads: Heads,
+    mask: Mask,
+    prefix: Option<PrefixKv>,
+    out: &mut [f32],
+) {
     let Heads {
         q_heads,
         kv_heads,
@@ -194,16 +220,39 @@ pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: 
         SCRATCH.with(|cell| {
             let mut guard = cell.borrow_mut();
             let sc = &mut *guard;
+            let (p0, pl) = prefix.map_or((0, 0), |p| p.ranges[s]);
+            let total = pl + len;
             let mut r0 = 0;
             while r0 < len {
                 let r1 = (r0 + Q_TILE).min(len);
-                let (k0, _) = key_range(mask, r0, len);
-                let (_, k1) = key_range(mask, r1 - 1, len);
+                let (k0, _) = key_range(mask, pl + r0, total);
+                let (_, k1) = key_range(mask, pl + r1 - 1, total);
                 let nk = k1 - k0;
-                let krow = (start + k0) * ld;
-                sc.kt
-                    .pack_transposed(&qkv[krow + heads.k_col + kvh * d..], ld, nk, d);
-                sc.v.pack_rows(&qkv[krow + heads.v_col + kvh * d..], ld, nk, d);
+                match prefix {
+                    Some(p) if pl > 0 => {
+                        // Gather the prefix's keys and the sequence's own, then pack.
+                        sc.keys.resize(nk * d, 0.0);
+                        sc.values.resize(nk * d, 0.0);
+                        for j in k0..k1 {
+                            let (src, at, kc, vc) = if j < pl {
+                                (p.rows, (p0 + j) * p.ld, p.k_col, p.v_col)
+                            } else {
+                                (qkv, (start + j - pl) * ld, heads.k_col, heads.v_col)
+                            };
+                            let o = (j - k0) * d;
+                            sc.keys[o..o + d].copy_from_slice(&src[at + kc + kvh * d..][..d]);
+                            sc.values[o..o + d].copy_from_slice(&src[at + vc + kvh * d..][..d]);
+                        }
+                        sc.kt.pack_transposed(&sc.keys, d, nk, d);
+                        sc.v.pack_rows(&sc.values, d, nk, d);
+                    }
+                    _ => {
+                        let krow = (start + k0 - pl) * ld;
+                        sc.kt
+                            .pack_transposed(&qkv[krow + heads.k_col + kvh * d..], ld, nk, d);
+                        sc.v.pack_rows(&qkv[krow + heads.v_col + kvh * d..], ld, nk, d);
+                    }
+                }
                 let lds = nk.div_ceil(32) * 32;
                 let m = r1 - r0;
                 sc.scores.resize(m * lds, 0.0);
@@ -219,7 +268,7 @@ pub fn attention(offsets: &[usize], qkv: &[f32], heads: Heads, mask: Mask, out: 
                 .run(&mut sc.scores, lds, false);
                 for i in r0..r1 {
                     let row = &mut sc.scores[(i - r0) * lds..][..nk];
-                    let (lo, hi) = key_range(mask, i, len);
+                    let (lo, hi) = key_range(mask, pl + i, total);
                     ops::softmax(&mut row[lo - k0..hi - k0], scale);
                     row[..lo - k0].fill(0.0);
                     row[hi - k0..].fill(0.0);
@@ -410,6 +459,8 @@ pub struct RotaryWorkspace {
     wide: Vec<f32>,
     inter: Vec<f32>,
     pub(crate) q: QuantizedRows,
+    /// Per layer: the keys and values of a batch's shared prefixes (decoders).
+    pub(crate) prefix_kv: Vec<Vec<f32>>,
 }
 
 impl RotaryWorkspace {
@@ -456,7 +507,7 @@ pub fn longest(offsets: &[usize]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{attention, Heads, Mask};
+    use super::{attention, Heads, Mask, PrefixKv};
 
     /// Softmax attention of one query row in f64, straight from the definition.
     fn naive(
@@ -533,7 +584,7 @@ mod tests {
             .collect();
         for mask in [Mask::Full, Mask::Window(20), Mask::Window(64), Mask::Causal] {
             let mut out = vec![f32::NAN; t * q_heads * d];
-            attention(&offsets, &qkv, heads, mask, &mut out);
+            attention(&offsets, &qkv, heads, mask, None, &mut out);
             let mut worst = 0.0f64;
             for (s, w) in offsets.windows(2).enumerate() {
                 for i in 0..w[1] - w[0] {
@@ -546,6 +597,74 @@ mod tests {
                         }
                     }
                 }
+            }
+            assert!(worst < 1e-5, "{mask:?}: max |diff| {worst}");
+        }
+    }
+
+    #[test]
+    fn attention_after_a_cached_prefix_equals_the_whole_sequence() {
+        // Each sequence cut into a prefix (its keys / values moved to another matrix, as the
+        // decoder caches them) and a suffix run alone; the suffix rows must be the rows of the
+        // whole sequence under the definition, across tile edges on both sides of the cut.
+        let (q_heads, kv_heads, d) = (4, 2, 16);
+        let ld = (q_heads + 2 * kv_heads) * d;
+        let heads = Heads {
+            q_heads,
+            kv_heads,
+            d,
+            ld,
+            q_col: 0,
+            k_col: q_heads * d,
+            v_col: (q_heads + kv_heads) * d,
+        };
+        let (lens, cuts) = ([2usize, 70, 140, 90], [1usize, 64, 20, 0]);
+        let total: usize = lens.iter().sum();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let qkv: Vec<f32> = (0..total * ld)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect();
+        let kvw = 2 * kv_heads * d;
+        let (mut cached, mut ranges, mut suffix, mut offsets) = (vec![], vec![], vec![], vec![0]);
+        let mut start = 0;
+        for (&len, &cut) in lens.iter().zip(&cuts) {
+            ranges.push((cached.len() / kvw, cut));
+            for r in start..start + cut {
+                cached.extend_from_slice(&qkv[r * ld + heads.k_col..][..kvw]);
+            }
+            suffix.extend_from_slice(&qkv[(start + cut) * ld..(start + len) * ld]);
+            offsets.push(offsets.last().unwrap() + len - cut);
+            start += len;
+        }
+        let prefix = PrefixKv {
+            rows: &cached,
+            ld: kvw,
+            k_col: 0,
+            v_col: kv_heads * d,
+            ranges: &ranges,
+        };
+        for mask in [Mask::Causal, Mask::Window(20), Mask::Full] {
+            let mut out = vec![f32::NAN; offsets[lens.len()] * q_heads * d];
+            attention(&offsets, &suffix, heads, mask, Some(prefix), &mut out);
+            let (mut worst, mut start) = (0.0f64, 0);
+            for (s, (&len, &cut)) in lens.iter().zip(&cuts).enumerate() {
+                for i in cut..len {
+                    for h in 0..q_heads {
+                        let want = naive(&qkv, heads, start, len, i, h, mask);
+                        let row = offsets[s] + i - cut;
+                        let got = &out[row * q_heads * d + h * d..][..d];
+                        for (g, e) in got.iter().zip(&want) {
+                            assert!(g.is_finite(), "{mask:?} seq {s} row {i} head {h}");
+                            worst = worst.max((*g as f64 - e).abs());
+                        }
+                    }
+                }
+                start += len;
             }
             assert!(worst < 1e-5, "{mask:?}: max |diff| {worst}");
         }

@@ -278,7 +278,14 @@ impl Encoder {
             v_col: 2 * h,
         };
         // No mask: no token is padding.
-        attention(&batch.offsets, &ws.qkv, heads, Mask::Full, &mut ws.ctx);
+        attention(
+            &batch.offsets,
+            &ws.qkv,
+            heads,
+            Mask::Full,
+            None,
+            &mut ws.ctx,
+        );
         layer
             .attn_out
             .run(&ws.ctx, h, t, &mut ws.x, h, true, ln1, q);

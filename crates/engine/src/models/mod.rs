@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod encoder;
 pub(crate) mod linear;
 pub mod modernbert;
+pub mod prefix;
 pub mod qwen;
 pub mod tensors;
 pub mod xlm_roberta;

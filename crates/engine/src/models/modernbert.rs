@@ -373,7 +373,7 @@ impl ModernBert {
             } else {
                 Mask::Window(self.cfg.window_half)
             };
-            blocks::attention(&batch.offsets, &ws.qkv, heads, mask, &mut ws.ctx);
+            blocks::attention(&batch.offsets, &ws.qkv, heads, mask, None, &mut ws.ctx);
             layer
                 .wo
                 .run(&ws.ctx, h, t, &mut ws.x, h, true, Epilogue::None, &mut ws.q);

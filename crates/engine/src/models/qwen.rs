@@ -7,9 +7,10 @@
 //! difference of two rows of the LM head (`w_true - w_false`; the vocabulary-sized product is
 //! never computed), for a `*ForSequenceClassification` conversion the `score` row.
 
-use super::blocks::{self, Act, GatedMlp, Heads, Mask, Rope};
+use super::blocks::{self, Act, GatedMlp, Heads, Mask, PrefixKv, Rope};
 use super::encoder::{PackedBatch, Quantize};
 use super::linear::Linear;
+use super::prefix;
 use crate::error::{EngineError, Result};
 use crate::kernels::gemm::Epilogue;
 use crate::weights::Weights;
@@ -165,6 +166,16 @@ pub struct Qwen {
     outputs: usize,
 }
 
+/// What a layer pass does with shared-prefix keys and values.
+enum Cache<'a> {
+    /// Nothing cached.
+    None,
+    /// Keep each layer's key / value rows (`[tokens x 2 kv width]`).
+    Store(&'a mut Vec<Vec<f32>>),
+    /// Continue the cached rows: per sequence (first row, rows).
+    Read(&'a [Vec<f32>], &'a [(usize, usize)]),
+}
+
 /// Activation buffers of one forward pass.
 pub type QwenWorkspace = blocks::RotaryWorkspace;
 
@@ -274,15 +285,31 @@ impl Qwen {
         c.layers as f64 * (linear + 2.0 * n * n * qw)
     }
 
-    /// Scores of every sequence, read at its last token.
+    /// Scores of every sequence, read at its last token. Leading tokens that sequences share
+    /// (the template and query of one request) run once: see [`super::prefix`].
     pub fn forward(&self, batch: &PackedBatch, ws: &mut QwenWorkspace) -> Vec<Vec<f32>> {
+        let Some(split) = prefix::split(batch, prefix::MIN_SHARED) else {
+            self.layers(batch, Cache::None, ws);
+            return self.read_scores(batch, ws);
+        };
+        let mut kv = std::mem::take(&mut ws.prefix_kv);
+        self.layers(&split.prefixes, Cache::Store(&mut kv), ws);
+        self.layers(&split.suffixes, Cache::Read(&kv, &split.ranges), ws);
+        ws.prefix_kv = kv;
+        self.read_scores(&split.suffixes, ws)
+    }
+
+    /// Runs every layer over `batch` into `ws.x`; with `Cache::Store` the keys and values of
+    /// each layer are kept (and the last layer stops there: only they are needed), with
+    /// `Cache::Read` each sequence continues the cached prefix rows it is given.
+    fn layers(&self, batch: &PackedBatch, mut cache: Cache, ws: &mut QwenWorkspace) {
         let c = &self.cfg;
         let (h, d, t) = (c.hidden, c.d, batch.tokens());
         let (qw, kvw) = (c.heads * d, c.kv_heads * d);
         let ld = qw + 2 * kvw;
         ws.embed(&batch.ids, &self.embeddings, h);
-        let longest = blocks::longest(&batch.offsets);
-        let rope = Rope::new(d, c.theta, longest);
+        let span = batch.positions.iter().max().map_or(0, |&p| p as usize + 1);
+        let rope = Rope::new(d, c.theta, span);
         let heads = Heads {
             q_heads: c.heads,
             kv_heads: c.kv_heads,
@@ -292,7 +319,10 @@ impl Qwen {
             k_col: qw,
             v_col: qw + kvw,
         };
-        for layer in &self.layers {
+        if let Cache::Store(kv) = &mut cache {
+            kv.resize_with(self.layers.len(), Vec::new);
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
             ws.normed_copy(|y| blocks::rms_norm_rows(y, h, &layer.input_norm, c.eps));
             ws.qkv.resize(t * ld, 0.0);
             layer.qkv.run(
@@ -325,8 +355,36 @@ impl Qwen {
                 &batch.positions,
                 &rope,
             );
+            let prefix = match &mut cache {
+                Cache::Store(kv) => {
+                    let rows = &mut kv[l];
+                    rows.clear();
+                    for row in ws.qkv.chunks_exact(ld) {
+                        rows.extend_from_slice(&row[qw..]);
+                    }
+                    if l + 1 == self.layers.len() {
+                        return;
+                    }
+                    None
+                }
+                Cache::Read(kv, ranges) => Some(PrefixKv {
+                    rows: &kv[l],
+                    ld: 2 * kvw,
+                    k_col: 0,
+                    v_col: kvw,
+                    ranges,
+                }),
+                Cache::None => None,
+            };
             ws.ctx.resize(t * qw, 0.0);
-            blocks::attention(&batch.offsets, &ws.qkv, heads, Mask::Causal, &mut ws.ctx);
+            blocks::attention(
+                &batch.offsets,
+                &ws.qkv,
+                heads,
+                Mask::Causal,
+                prefix,
+                &mut ws.ctx,
+            );
             layer.o.run(
                 &ws.ctx,
                 qw,
@@ -341,6 +399,11 @@ impl Qwen {
                 blocks::rms_norm_rows(y, h, &layer.post_norm, c.eps)
             });
         }
+    }
+
+    /// The score head at each sequence's last row of `ws.x`.
+    fn read_scores(&self, batch: &PackedBatch, ws: &QwenWorkspace) -> Vec<Vec<f32>> {
+        let (c, h) = (&self.cfg, self.cfg.hidden);
         (0..batch.sequences())
             .map(|s| {
                 let last = batch.offsets[s + 1] - 1;
