@@ -1,6 +1,7 @@
-//! Micro-benchmarks of the GEMM kernels at MiniLM-L6's shapes (W50-dl20: 6,078 tokens).
-//! `cargo bench -p crossrank-engine --bench kernels` prints GFLOP/s against the measured FMA
-//! peak of one core.
+//! Micro-benchmarks of the GEMM kernels at MiniLM-L6's shapes (W50-dl20: 6,078 tokens), or
+//! with `-- qwen3` at Qwen3-Reranker-0.6B's (1,364 tokens: five W50-dl20 pairs in its template).
+//! `cargo bench -p crossrank-engine --bench kernels [-- qwen3]` prints GFLOP/s against the
+//! measured FMA peak of one core.
 
 use crossrank_engine::kernels::gemm::{Epilogue, Gemm, PackedMatrix};
 use crossrank_engine::kernels::qgemm::{QGemm, QuantizedMatrix, QuantizedRows};
@@ -26,13 +27,34 @@ fn main() {
         "isa {}, measured FP32 FMA peak {peak1:.1} GFLOP/s per core",
         isa().name()
     );
-    let m = 6078;
-    let shapes = [
-        ("qkv", 384, 1152),
-        ("attn_out", 384, 384),
-        ("ffn_in", 384, 1536),
-        ("ffn_out", 1536, 384),
-    ];
+    let args: Vec<String> = std::env::args().collect();
+    let qwen3 = args.iter().any(|a| a == "qwen3");
+    let custom: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let one;
+    let (m, shapes): (usize, &[(&str, usize, usize)]) = if let [m, k, n] = custom[..] {
+        one = [("custom", k, n)];
+        (m, &one)
+    } else if qwen3 {
+        (
+            1364,
+            &[
+                ("qkv", 1024, 4096),
+                ("o", 2048, 1024),
+                ("gate_up", 1024, 6144),
+                ("down", 3072, 1024),
+            ],
+        )
+    } else {
+        (
+            6078,
+            &[
+                ("qkv", 384, 1152),
+                ("attn_out", 384, 384),
+                ("ffn_in", 384, 1536),
+                ("ffn_out", 1536, 384),
+            ],
+        )
+    };
     println!(
         "{:<9} {:>5} {:>5} {:>5} {:>7} {:>10} {:>10} {:>7}",
         "layer", "m", "k", "n", "threads", "fp32 GF/s", "of peak", "int8 GOP/s"
@@ -42,7 +64,7 @@ fn main() {
             .num_threads(threads)
             .build()
             .unwrap();
-        for &(name, k, n) in &shapes {
+        for &(name, k, n) in shapes {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-3)
                 .collect();

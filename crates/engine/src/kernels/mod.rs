@@ -28,6 +28,15 @@ impl Isa {
             Isa::Portable => "portable",
         }
     }
+
+    /// Rows of the fp32 GEMM's register tile (its micro-panels of A).
+    pub(crate) fn gemm_rows(self) -> usize {
+        match self {
+            Isa::Avx512 => 14,
+            Isa::Avx2 => 6,
+            Isa::Portable => 4,
+        }
+    }
 }
 
 fn detect() -> Isa {

@@ -121,7 +121,7 @@ impl QGemm<'_> {
         assert!(ldc >= n && self.a.kp == self.b.kp && self.a.scales.len() >= self.m);
         assert!(self.m == 0 || c.len() >= (self.m - 1) * ldc + n);
         let vnni = vnni();
-        for_row_blocks(self.m, c, ldc, parallel, |r0, rows, chunk| {
+        for_row_blocks(self.m, 12, c, ldc, parallel, |r0, rows, chunk| {
             self.rows(vnni, r0, rows, chunk, ldc)
         });
     }
