@@ -306,10 +306,23 @@ impl CrossEncoder {
         lengths.iter().map(|&l| self.backend.flops(l).0).sum()
     }
 
-    /// FLOPs the engine executes for sequences of these lengths (the last layer runs only the
-    /// first token's query and feed-forward).
-    pub fn executed_flops(&self, lengths: &[usize]) -> f64 {
-        lengths.iter().map(|&l| self.backend.flops(l).1).sum()
+    /// FLOPs the engine executes to score these encodings, batched as [`Self::predict_encoded`]
+    /// batches them (the BERT family's last layer runs only the first token; decoders run a
+    /// batch's shared prompt prefixes once).
+    pub fn executed_flops(&self, encoded: &[Encoded]) -> f64 {
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX);
+        let mut batch = PackedBatch::default();
+        batches(&lengths, self.options.max_batch_tokens, max_pairs)
+            .into_iter()
+            .map(|range| {
+                batch.clear();
+                for e in &encoded[range] {
+                    push_sequence(&self.config, &mut batch, &e.ids, &e.type_ids);
+                }
+                self.backend.batch_flops(&batch)
+            })
+            .sum()
     }
 
     /// The pair tokenizer (for chunking and token counting).

@@ -50,14 +50,11 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{name}: nothing to time (empty workload or --repeat 0)");
     }
     let model = args.model.load()?;
-    let lengths: Vec<usize> = model
-        .tokenize(&pairs)?
-        .iter()
-        .map(|e| e.ids.len())
-        .collect();
+    let encoded = model.tokenize(&pairs)?;
+    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
     let tokens: usize = lengths.iter().sum();
     let flops = model.model_flops(&lengths);
-    let executed = model.executed_flops(&lengths);
+    let executed = model.executed_flops(&encoded);
     for _ in 0..args.warmup {
         model.predict(&pairs)?;
     }
@@ -99,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "workload   {name}: {} pairs, {tokens} tokens, {:.1} GFLOP per request ({:.1} executed: the last layer runs first tokens only)",
+            "workload   {name}: {} pairs, {tokens} tokens, {:.1} GFLOP per request ({:.1} executed: the BERT family's last layer runs first tokens only, decoders run shared prompt prefixes once)",
             pairs.len(),
             flops / 1e9,
             executed / 1e9

@@ -43,6 +43,10 @@ impl Backend for CpuBackend {
     fn flops(&self, len: usize) -> (f64, f64) {
         (self.model.model_flops(len), self.model.executed_flops(len))
     }
+
+    fn batch_flops(&self, batch: &PackedBatch) -> f64 {
+        self.model.batch_flops(batch)
+    }
 }
 
 /// An encoder run on this machine's cores, pooled into sentence embeddings.

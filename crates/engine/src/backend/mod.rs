@@ -41,6 +41,15 @@ pub trait Backend: Send + Sync {
     fn classify(&self, batch: &PackedBatch) -> Result<Vec<Vec<f32>>>;
     /// (nominal, executed) FLOPs of one sequence of `len` tokens.
     fn flops(&self, len: usize) -> (f64, f64);
+    /// FLOPs [`Backend::classify`] executes on `batch` (less than the sum over its sequences
+    /// where work is shared, as decoders share prompt prefixes).
+    fn batch_flops(&self, batch: &PackedBatch) -> f64 {
+        batch
+            .offsets
+            .windows(2)
+            .map(|w| self.flops(w[1] - w[0]).1)
+            .sum()
+    }
 }
 
 /// Runs an encoder to pooled sentence embeddings on some device (the bi-encoders' seam).

@@ -177,6 +177,18 @@ impl SequenceClassifier {
         }
     }
 
+    /// FLOPs [`Model::forward`] executes on `batch` (decoders run shared prefixes once).
+    pub fn batch_flops(&self, batch: &PackedBatch) -> f64 {
+        match &self.kind {
+            Kind::Decoder(d) => d.batch_flops(batch),
+            _ => batch
+                .offsets
+                .windows(2)
+                .map(|w| self.executed_flops(w[1] - w[0]))
+                .sum(),
+        }
+    }
+
     /// Appends one tokenised sequence to `batch` with this architecture's positions and types.
     pub fn push_sequence(&self, batch: &mut PackedBatch, ids: &[u32], type_ids: &[u32]) {
         push_sequence(&self.config, batch, ids, type_ids)

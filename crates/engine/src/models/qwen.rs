@@ -278,11 +278,35 @@ impl Qwen {
 
     /// Nominal FLOPs of one sequence of `len` tokens (causal attention counted in full).
     pub fn flops(&self, len: usize) -> f64 {
+        self.flops_after(0, len)
+    }
+
+    /// FLOPs of `len` tokens that continue `context` cached ones (their attention spans both).
+    fn flops_after(&self, context: usize, len: usize) -> f64 {
         let c = &self.cfg;
-        let (h, i, n) = (c.hidden as f64, c.inter as f64, len as f64);
+        let (h, i, n, p) = (c.hidden as f64, c.inter as f64, len as f64, context as f64);
         let (qw, kvw) = ((c.heads * c.d) as f64, (c.kv_heads * c.d) as f64);
         let linear = 2.0 * n * (h * (qw + 2.0 * kvw) + qw * h + 3.0 * h * i);
-        c.layers as f64 * (linear + 2.0 * n * n * qw)
+        c.layers as f64 * (linear + 2.0 * n * (n + 2.0 * p) * qw)
+    }
+
+    /// FLOPs [`Qwen::forward`] executes on `batch`: each shared prefix once, then every
+    /// sequence's own tokens.
+    pub fn batch_flops(&self, batch: &PackedBatch) -> f64 {
+        let lens =
+            |b: &PackedBatch| -> Vec<usize> { b.offsets.windows(2).map(|w| w[1] - w[0]).collect() };
+        match prefix::split(batch, prefix::MIN_SHARED) {
+            None => lens(batch).iter().map(|&n| self.flops(n)).sum(),
+            Some(split) => {
+                let shared: f64 = lens(&split.prefixes).iter().map(|&n| self.flops(n)).sum();
+                let own: f64 = lens(&split.suffixes)
+                    .iter()
+                    .zip(&split.ranges)
+                    .map(|(&n, &(_, p))| self.flops_after(p, n))
+                    .sum();
+                shared + own
+            }
+        }
     }
 
     /// Scores of every sequence, read at its last token. Leading tokens that sequences share
