@@ -57,16 +57,27 @@ impl PackedMatrix {
     /// Packs `B = S^T` where `S` has `rows` rows of `k_dim` contiguous values at stride `lds`
     /// (attention's K^T: one key per column).
     pub fn pack_transposed(&mut self, s: &[f32], lds: usize, rows: usize, k_dim: usize) {
+        self.pack_transposed_parts(&[(s, lds, rows)], k_dim)
+    }
+
+    /// [`Self::pack_transposed`] of the rows of several parts, one after another, each
+    /// `(values, stride, rows)` (a decoder's cached prefix keys, then its own).
+    pub fn pack_transposed_parts(&mut self, parts: &[(&[f32], usize, usize)], k_dim: usize) {
+        let rows: usize = parts.iter().map(|p| p.2).sum();
         let panels = rows.div_ceil(NR);
         self.k = k_dim;
         self.n = rows;
         self.data.clear();
         self.data.resize(panels * k_dim * NR, 0.0);
-        for j in 0..rows {
-            let src = &s[j * lds..j * lds + k_dim];
-            let base = (j / NR) * k_dim * NR + j % NR;
-            for (c, &v) in src.iter().enumerate() {
-                self.data[base + c * NR] = v;
+        let mut j = 0;
+        for &(s, lds, n) in parts {
+            for r in 0..n {
+                let src = &s[r * lds..r * lds + k_dim];
+                let base = (j / NR) * k_dim * NR + j % NR;
+                for (c, &v) in src.iter().enumerate() {
+                    self.data[base + c * NR] = v;
+                }
+                j += 1;
             }
         }
     }
@@ -74,6 +85,13 @@ impl PackedMatrix {
     /// Packs `B = S` where `S` has `k_dim` rows of `n` contiguous values at stride `lds`
     /// (attention's V).
     pub fn pack_rows(&mut self, s: &[f32], lds: usize, k_dim: usize, n: usize) {
+        self.pack_rows_parts(&[(s, lds, k_dim)], n)
+    }
+
+    /// [`Self::pack_rows`] of the rows of several parts, one after another, each
+    /// `(values, stride, rows)`.
+    pub fn pack_rows_parts(&mut self, parts: &[(&[f32], usize, usize)], n: usize) {
+        let k_dim: usize = parts.iter().map(|p| p.2).sum();
         let panels = n.div_ceil(NR);
         self.k = k_dim;
         self.n = n;
@@ -81,10 +99,14 @@ impl PackedMatrix {
         self.data.resize(panels * k_dim * NR, 0.0);
         for p in 0..panels {
             let cols = (n - p * NR).min(NR);
-            for kk in 0..k_dim {
-                let dst = p * k_dim * NR + kk * NR;
-                self.data[dst..dst + cols]
-                    .copy_from_slice(&s[kk * lds + p * NR..kk * lds + p * NR + cols]);
+            let mut kk = 0;
+            for &(s, lds, rows) in parts {
+                for r in 0..rows {
+                    let dst = p * k_dim * NR + kk * NR;
+                    self.data[dst..dst + cols]
+                        .copy_from_slice(&s[r * lds + p * NR..r * lds + p * NR + cols]);
+                    kk += 1;
+                }
             }
         }
     }
@@ -559,18 +581,7 @@ mod avx512 {
         cols: usize,
         sums: Sums,
     ) {
-        let m0: __mmask16 = if cols >= 16 {
-            0xffff
-        } else {
-            ((1u32 << cols) - 1) as u16
-        };
-        let m1: __mmask16 = if cols >= 32 {
-            0xffff
-        } else if cols > 16 {
-            ((1u32 << (cols - 16)) - 1) as u16
-        } else {
-            0
-        };
+        let (m0, m1): (__mmask16, __mmask16) = crate::kernels::half_masks(cols);
         let mut acc0 = [_mm512_setzero_ps(); MR];
         let mut acc1 = [_mm512_setzero_ps(); MR];
         // Masked-off lanes are neither read nor written (no fault), so addresses may pass the
@@ -719,6 +730,17 @@ mod tests {
         assert_eq!(a.data, b.data);
         a.pack_rows(&s, ld, rows, k);
         b.pack_with(rows, k, |kk, j| s[kk * ld + j]);
+        assert_eq!(a.data, b.data);
+        // The same rows in two parts, the second from another matrix with another stride.
+        let (cut, ld2) = (13, 11);
+        let t: Vec<f32> = (0..(rows - cut) * ld2)
+            .map(|i| s[(cut + i / ld2) * ld + i % ld2])
+            .collect();
+        a.pack_transposed_parts(&[(&s, ld, cut), (&t, ld2, rows - cut)], k);
+        b.pack_transposed(&s, ld, rows, k);
+        assert_eq!(a.data, b.data);
+        a.pack_rows_parts(&[(&s, ld, cut), (&t, ld2, rows - cut)], k);
+        b.pack_rows(&s, ld, rows, k);
         assert_eq!(a.data, b.data);
     }
 }

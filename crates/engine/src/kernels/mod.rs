@@ -68,6 +68,19 @@ pub fn isa() -> Isa {
     *ISA.get_or_init(detect)
 }
 
+/// AVX-512 lane masks of the two 16-column halves of a 32-column panel tile with `cols` valid
+/// columns.
+pub(crate) fn half_masks(cols: usize) -> (u16, u16) {
+    let lanes = |n: usize| {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    };
+    (lanes(cols), lanes(cols.saturating_sub(16)))
+}
+
 /// Generates `pub fn $name(args)` that runs the body compiled for the best available instruction
 /// set. The body must be plain Rust written so that LLVM can vectorise it.
 macro_rules! multiversion {

@@ -72,6 +72,15 @@ multiversion! {
 }
 
 multiversion! {
+    /// In place: x = x / (1 + exp(-x)) (SiLU, the gate of SwiGLU).
+    pub fn silu(x: &mut [f32]) {
+        for v in x.iter_mut() {
+            *v /= 1.0 + exp(-*v);
+        }
+    }
+}
+
+multiversion! {
     /// In place: the tanh approximation of GELU.
     pub fn gelu_tanh(x: &mut [f32]) {
         for v in x.iter_mut() {
@@ -256,6 +265,20 @@ mod tests {
             x += 0.0137;
         }
         assert!(worst < 4e-7, "max relative error {worst}");
+    }
+
+    #[test]
+    fn silu_matches_its_definition() {
+        let xs: Vec<f32> = (-4000..4000).map(|i| i as f32 * 0.0237).collect();
+        let mut ys = xs.clone();
+        silu(&mut ys);
+        for (x, y) in xs.iter().zip(&ys) {
+            let want = *x as f64 / (1.0 + (-*x as f64).exp());
+            assert!(
+                (*y as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                "silu({x}) = {y}, want {want}"
+            );
+        }
     }
 
     #[test]

@@ -346,18 +346,7 @@ unsafe fn vnni_tile_f32_mr<const MR: usize>(
 ) {
     use std::arch::x86_64::*;
     let (acc0, acc1) = vnni_body!(MR, kp, a, b);
-    let m0: __mmask16 = if cols >= 16 {
-        0xffff
-    } else {
-        ((1u32 << cols) - 1) as u16
-    };
-    let m1: __mmask16 = if cols >= 32 {
-        0xffff
-    } else if cols > 16 {
-        ((1u32 << (cols - 16)) - 1) as u16
-    } else {
-        0
-    };
+    let (m0, m1): (__mmask16, __mmask16) = crate::kernels::half_masks(cols);
     let k128 = _mm512_set1_epi32(128);
     let zp0 = _mm512_mullo_epi32(k128, _mm512_loadu_si512(dq.colsum.as_ptr() as *const _));
     let zp1 = _mm512_mullo_epi32(

@@ -158,12 +158,13 @@ pub struct PrefixKv<'a> {
     pub ranges: &'a [(usize, usize)],
 }
 
+/// Rows of a matrix to pack: (values from the first row, stride, rows).
+type Part<'a> = (&'a [f32], usize, usize);
+
 #[derive(Default)]
 struct AttnScratch {
     kt: PackedMatrix,
     v: PackedMatrix,
-    keys: Vec<f32>,
-    values: Vec<f32>,
     scores: Vec<f32>,
     out: Vec<f32>,
 }
@@ -230,21 +231,23 @@ pub fn attention(
                 let nk = k1 - k0;
                 match prefix {
                     Some(p) if pl > 0 => {
-                        // Gather the prefix's keys and the sequence's own, then pack.
-                        sc.keys.resize(nk * d, 0.0);
-                        sc.values.resize(nk * d, 0.0);
-                        for j in k0..k1 {
-                            let (src, at, kc, vc) = if j < pl {
-                                (p.rows, (p0 + j) * p.ld, p.k_col, p.v_col)
-                            } else {
-                                (qkv, (start + j - pl) * ld, heads.k_col, heads.v_col)
-                            };
-                            let o = (j - k0) * d;
-                            sc.keys[o..o + d].copy_from_slice(&src[at + kc + kvh * d..][..d]);
-                            sc.values[o..o + d].copy_from_slice(&src[at + vc + kvh * d..][..d]);
+                        // The prefix's cached keys (rows k0..pl), then the sequence's own.
+                        let (cached, own) = (pl.saturating_sub(k0), k1 - k0.max(pl));
+                        let (pr, or) = ((p0 + k0.min(pl)) * p.ld, (start + k0.max(pl) - pl) * ld);
+                        /// `rows` rows of `src` from `at` (none: an empty part).
+                        fn part(src: &[f32], at: usize, ld: usize, rows: usize) -> Part<'_> {
+                            (&src[at.min(src.len())..], ld, rows)
                         }
-                        sc.kt.pack_transposed(&sc.keys, d, nk, d);
-                        sc.v.pack_rows(&sc.values, d, nk, d);
+                        let (kc, vc) = (kvh * d + heads.k_col, kvh * d + heads.v_col);
+                        let (pk, pv) = (pr + kvh * d + p.k_col, pr + kvh * d + p.v_col);
+                        sc.kt.pack_transposed_parts(
+                            &[part(p.rows, pk, p.ld, cached), part(qkv, or + kc, ld, own)],
+                            d,
+                        );
+                        sc.v.pack_rows_parts(
+                            &[part(p.rows, pv, p.ld, cached), part(qkv, or + vc, ld, own)],
+                            d,
+                        );
                     }
                     _ => {
                         let krow = (start + k0 - pl) * ld;
@@ -341,7 +344,7 @@ impl Act {
             Act::Gelu => ops::gelu(x),
             Act::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
             Act::Relu => ops::relu(x),
-            Act::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
+            Act::Silu => ops::silu(x),
             Act::Sigmoid => x.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
         }
     }
@@ -552,36 +555,45 @@ mod tests {
         o
     }
 
-    #[test]
-    fn tiled_attention_equals_the_definition_for_every_mask_across_tile_edges() {
-        // Grouped-query heads (4 query heads on 2 key / value heads), sequences shorter than,
-        // equal to and longer than one 64-row tile, packed end to end.
+    /// 4 query heads on 2 key / value heads of width 16, packed q | k | v.
+    fn gqa_heads() -> Heads {
         let (q_heads, kv_heads, d) = (4, 2, 16);
-        let ld = (q_heads + 2 * kv_heads) * d;
-        let heads = Heads {
+        Heads {
             q_heads,
             kv_heads,
             d,
-            ld,
+            ld: (q_heads + 2 * kv_heads) * d,
             q_col: 0,
             k_col: q_heads * d,
             v_col: (q_heads + kv_heads) * d,
-        };
-        let lens = [1usize, 5, 63, 64, 65, 130, 200];
-        let mut offsets = vec![0];
-        for l in lens {
-            offsets.push(offsets.last().unwrap() + l);
         }
-        let t = *offsets.last().unwrap();
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let qkv: Vec<f32> = (0..t * ld)
+    }
+
+    /// `n` values in [-2, 2) from an xorshift generator.
+    fn random(n: usize, mut state: u64) -> Vec<f32> {
+        (0..n)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
                 ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn tiled_attention_equals_the_definition_for_every_mask_across_tile_edges() {
+        // Grouped-query heads (4 query heads on 2 key / value heads), sequences shorter than,
+        // equal to and longer than one 64-row tile, packed end to end.
+        let heads = gqa_heads();
+        let (q_heads, d, ld) = (heads.q_heads, heads.d, heads.ld);
+        let lens = [1usize, 5, 63, 64, 65, 130, 200];
+        let mut offsets = vec![0];
+        for l in lens {
+            offsets.push(offsets.last().unwrap() + l);
+        }
+        let t = *offsets.last().unwrap();
+        let qkv = random(t * ld, 0x9E37_79B9_7F4A_7C15);
         for mask in [Mask::Full, Mask::Window(20), Mask::Window(64), Mask::Causal] {
             let mut out = vec![f32::NAN; t * q_heads * d];
             attention(&offsets, &qkv, heads, mask, None, &mut out);
@@ -607,28 +619,11 @@ mod tests {
         // Each sequence cut into a prefix (its keys / values moved to another matrix, as the
         // decoder caches them) and a suffix run alone; the suffix rows must be the rows of the
         // whole sequence under the definition, across tile edges on both sides of the cut.
-        let (q_heads, kv_heads, d) = (4, 2, 16);
-        let ld = (q_heads + 2 * kv_heads) * d;
-        let heads = Heads {
-            q_heads,
-            kv_heads,
-            d,
-            ld,
-            q_col: 0,
-            k_col: q_heads * d,
-            v_col: (q_heads + kv_heads) * d,
-        };
+        let heads = gqa_heads();
+        let (q_heads, kv_heads, d, ld) = (heads.q_heads, heads.kv_heads, heads.d, heads.ld);
         let (lens, cuts) = ([2usize, 70, 140, 90], [1usize, 64, 20, 0]);
         let total: usize = lens.iter().sum();
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let qkv: Vec<f32> = (0..total * ld)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect();
+        let qkv = random(total * ld, 0x2545_F491_4F6C_DD1D);
         let kvw = 2 * kv_heads * d;
         let (mut cached, mut ranges, mut suffix, mut offsets) = (vec![], vec![], vec![], vec![0]);
         let mut start = 0;
