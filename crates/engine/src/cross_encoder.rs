@@ -310,19 +310,35 @@ impl CrossEncoder {
     /// batches them (the BERT family's last layer runs only the first token; decoders run a
     /// batch's shared prompt prefixes once).
     pub fn executed_flops(&self, encoded: &[Encoded]) -> f64 {
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
-        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX);
+        let mut flops = 0.0;
         let mut batch = PackedBatch::default();
-        batches(&lengths, self.options.max_batch_tokens, max_pairs)
-            .into_iter()
-            .map(|range| {
-                batch.clear();
-                for e in &encoded[range] {
-                    push_sequence(&self.config, &mut batch, &e.ids, &e.type_ids);
-                }
-                self.backend.batch_flops(&batch)
-            })
-            .sum()
+        // Counting cannot fail: the closure only adds.
+        let _ = self.for_each_batch(encoded, &mut batch, |b| {
+            flops += self.backend.batch_flops(b);
+            Ok(())
+        });
+        flops
+    }
+
+    /// Packs `encoded` into `batch` one forward pass at a time, as the token and pair budgets
+    /// cut it, and calls `f` on each pass in order.
+    fn for_each_batch<E: std::borrow::Borrow<Encoded>>(
+        &self,
+        encoded: &[E],
+        batch: &mut PackedBatch,
+        mut f: impl FnMut(&PackedBatch) -> Result<()>,
+    ) -> Result<()> {
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.borrow().ids.len()).collect();
+        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX);
+        for range in batches(&lengths, self.options.max_batch_tokens, max_pairs) {
+            batch.clear();
+            for e in &encoded[range] {
+                let e = e.borrow();
+                push_sequence(&self.config, batch, &e.ids, &e.type_ids);
+            }
+            f(batch)?;
+        }
+        Ok(())
     }
 
     /// The pair tokenizer (for chunking and token counting).
@@ -437,20 +453,14 @@ impl CrossEncoder {
         }
         let mut out: Vec<Prediction> = Vec::with_capacity(encoded.len());
         let mut batch = self.batch.lock().unwrap_or_else(|p| p.into_inner());
-        let lengths: Vec<usize> = encoded.iter().map(|e| e.borrow().ids.len()).collect();
-        let max_pairs = self.options.max_batch_pairs.unwrap_or(usize::MAX);
-        for range in batches(&lengths, self.options.max_batch_tokens, max_pairs) {
-            batch.clear();
-            for e in &encoded[range] {
-                let e = e.borrow();
-                push_sequence(cfg, &mut batch, &e.ids, &e.type_ids);
-            }
-            let logits = self.backend.classify(&batch)?;
+        self.for_each_batch(encoded, &mut batch, |b| {
+            let logits = self.backend.classify(b)?;
             out.extend(logits.into_iter().map(|l| Prediction {
                 score: score_of(&l, self.activation),
                 logits: l,
             }));
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 }

@@ -7,8 +7,8 @@
 //! broadcasts one element of A per row and `k`. Rows of C are split across threads; each
 //! thread blocks its rows along k (a B panel slice stays in L1) and copies its A slice into
 //! micro-panels when the product is wide enough to repay the copy. Measured on Qwen3-0.6B's
-//! shapes (`cargo bench --bench kernels -- qwen3`, 2 threads, Sapphire Rapids): 236-267
-//! GFLOP/s with the unblocked 12 x 32 kernel, 277-302 with this.
+//! shapes (`cargo bench --bench kernels -- qwen3`, 2 threads, Sapphire Rapids, both binaries
+//! run alternately): 208-267 GFLOP/s with the unblocked 12 x 32 kernel, 252-302 with this.
 
 use super::{isa, ops, Isa};
 use rayon::prelude::*;
@@ -499,7 +499,8 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 and FMA must be available; `a` must hold `k` groups of `MR` values (`PACKED`) or
-    /// `MR` rows of `k` values at stride `lda`, `b` `k * 32` values, `c` `MR` rows of `cols` values at stride `ldc`, the bias >= `cols` values.
+    /// `MR` rows of `k` values at stride `lda`, `b` `k * 32` values, `c` `MR` rows of `cols`
+    /// values at stride `ldc`, the bias >= `cols` values.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile<const MR: usize, const PACKED: bool>(
@@ -568,7 +569,8 @@ mod avx512 {
     ///
     /// # Safety
     /// AVX-512F must be available; `a` must hold `k` groups of `MR` values (`PACKED`) or `MR`
-    /// rows of `k` values at stride `lda`, `b` `k * 32` values, `c` `MR` rows of `cols` values at stride `ldc`, the bias >= `cols` values.
+    /// rows of `k` values at stride `lda`, `b` `k * 32` values, `c` `MR` rows of `cols` values
+    /// at stride `ldc`, the bias >= `cols` values.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile<const MR: usize, const PACKED: bool>(

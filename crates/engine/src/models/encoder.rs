@@ -38,6 +38,21 @@ impl PackedBatch {
     pub fn tokens(&self) -> usize {
         self.ids.len()
     }
+    /// Appends tokens `range` of `from` (ids, positions, and types where `from` has them) as
+    /// one more sequence.
+    pub fn push_tokens_of(&mut self, from: &PackedBatch, range: std::ops::Range<usize>) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.ids.extend_from_slice(&from.ids[range.clone()]);
+        self.positions
+            .extend_from_slice(&from.positions[range.clone()]);
+        if from.type_ids.len() == from.ids.len() {
+            self.type_ids.extend_from_slice(&from.type_ids[range]);
+        }
+        self.offsets.push(self.ids.len());
+    }
+
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
         self.ids.clear();

@@ -95,36 +95,18 @@ pub fn split(batch: &PackedBatch, min_shared: usize) -> Option<PrefixSplit> {
         ranges: vec![(0, 0); n],
         ..PrefixSplit::default()
     };
-    let has_types = batch.type_ids.len() == batch.ids.len();
-    out.prefixes.offsets.push(0);
     for (lo, hi, m) in groups {
         let first = out.prefixes.tokens();
-        let r = span(order[lo]);
-        let r = r.start..r.start + m;
-        out.prefixes.ids.extend_from_slice(&batch.ids[r.clone()]);
-        out.prefixes
-            .positions
-            .extend_from_slice(&batch.positions[r.clone()]);
-        if has_types {
-            out.prefixes.type_ids.extend_from_slice(&batch.type_ids[r]);
-        }
-        out.prefixes.offsets.push(out.prefixes.tokens());
+        let start = batch.offsets[order[lo]];
+        out.prefixes.push_tokens_of(batch, start..start + m);
         for &s in &order[lo..hi] {
             out.ranges[s] = (first, m);
         }
     }
-    out.suffixes.offsets.push(0);
     for s in 0..n {
         let r = span(s);
-        let r = r.start + out.ranges[s].1..r.end;
-        out.suffixes.ids.extend_from_slice(&batch.ids[r.clone()]);
         out.suffixes
-            .positions
-            .extend_from_slice(&batch.positions[r.clone()]);
-        if has_types {
-            out.suffixes.type_ids.extend_from_slice(&batch.type_ids[r]);
-        }
-        out.suffixes.offsets.push(out.suffixes.tokens());
+            .push_tokens_of(batch, r.start + out.ranges[s].1..r.end);
     }
     Some(out)
 }
